@@ -1,0 +1,254 @@
+//! Token content without text. A prompt is described as pieces of keyed token runs: token `o`
+//! of a piece with key `k` starting at `s` is "token (k, s + o)". Two requests share a prefix
+//! exactly when their piece lists describe the same runs, which is how shared system prompts,
+//! repository contexts and multi-turn history are expressed.
+//!
+//! Block hashes follow vLLM's rule (full blocks only, each hash chained on the previous one),
+//! with a 64-bit mixer instead of SHA-256: identical token runs give identical chains on every
+//! replica. Popular prefixes are registered once in a [`ChainArena`] with their hash chain
+//! precomputed, so a 30k-token repository context is hashed once per run, not per request.
+
+use crate::rng::splitmix64;
+use smallvec::SmallVec;
+
+/// A run of keyed tokens: tokens `(key, start) .. (key, start + len)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Piece {
+    pub key: u64,
+    pub start: u32,
+    pub len: u32,
+}
+
+/// Identifier of a shared prefix registered in a [`ChainArena`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChainId(pub u32);
+
+/// Token content of one request's prompt: an optional shared prefix (the first `tokens`
+/// tokens of a registered chain), followed by private pieces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Content {
+    pub shared: Option<SharedRef>,
+    pub pieces: SmallVec<[Piece; 4]>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedRef {
+    pub chain: ChainId,
+    /// How many tokens of the chain this prompt uses (≤ the chain's length).
+    pub tokens: u32,
+}
+
+/// Hash of the (empty) prefix before block 0, like vLLM's NONE_HASH.
+pub const ROOT_HASH: u64 = 0x5EED_CAFE_F00D_0001;
+
+/// Mixes one block's normalised piece list into the chain.
+#[inline]
+fn mix_piece(h: u64, key: u64, start: u32, len: u32) -> u64 {
+    splitmix64(h ^ splitmix64(key ^ ((start as u64) << 32 | len as u64)))
+}
+
+/// Streaming block hasher: feed pieces in order, it emits one chained hash per full block.
+/// Adjacent runs of the same key with contiguous offsets are merged, so the description of a
+/// token sequence does not change its hashes.
+pub struct BlockHasher {
+    block_size: u32,
+    prev: u64,
+    /// Pieces of the block being filled (already merged).
+    cur: SmallVec<[Piece; 4]>,
+    cur_len: u32,
+}
+
+impl BlockHasher {
+    pub fn new(block_size: u32) -> Self {
+        Self::resume(block_size, ROOT_HASH)
+    }
+    /// Continue a chain after a block whose hash is `prev`, at a block boundary.
+    pub fn resume(block_size: u32, prev: u64) -> Self {
+        assert!(block_size > 0, "block_size must be positive");
+        BlockHasher { block_size, prev, cur: SmallVec::new(), cur_len: 0 }
+    }
+    /// Feeds a piece; pushes the hash of every block it completes into `out`.
+    pub fn push(&mut self, mut p: Piece, out: &mut Vec<u64>) {
+        while p.len > 0 {
+            let room = self.block_size - self.cur_len;
+            let take = room.min(p.len);
+            match self.cur.last_mut() {
+                Some(last) if last.key == p.key && last.start + last.len == p.start => last.len += take,
+                _ => self.cur.push(Piece { key: p.key, start: p.start, len: take }),
+            }
+            self.cur_len += take;
+            p.start += take;
+            p.len -= take;
+            if self.cur_len == self.block_size {
+                let mut h = self.prev;
+                for q in &self.cur {
+                    h = mix_piece(h, q.key, q.start, q.len);
+                }
+                out.push(h);
+                self.prev = h;
+                self.cur.clear();
+                self.cur_len = 0;
+            }
+        }
+    }
+    /// Tokens buffered in the incomplete last block.
+    pub fn partial_tokens(&self) -> u32 {
+        self.cur_len
+    }
+}
+
+/// Registered shared prefixes with their precomputed hash chains (one chain per block size).
+#[derive(Clone, Debug, Default)]
+pub struct ChainArena {
+    chains: Vec<ChainEntry>,
+}
+
+#[derive(Clone, Debug)]
+struct ChainEntry {
+    pieces: Vec<Piece>,
+    tokens: u32,
+}
+
+impl ChainArena {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Registers a shared prefix made of `pieces`; returns its id.
+    pub fn register(&mut self, pieces: Vec<Piece>) -> ChainId {
+        let tokens = pieces.iter().map(|p| p.len).sum();
+        self.chains.push(ChainEntry { pieces, tokens });
+        ChainId((self.chains.len() - 1) as u32)
+    }
+    pub fn len(&self) -> usize {
+        self.chains.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.chains.is_empty()
+    }
+    pub fn tokens(&self, c: ChainId) -> u32 {
+        self.chains[c.0 as usize].tokens
+    }
+    pub fn pieces(&self, c: ChainId) -> &[Piece] {
+        &self.chains[c.0 as usize].pieces
+    }
+    /// Iterates the pieces of the first `tokens` tokens of chain `c`.
+    pub fn prefix_pieces(&self, c: ChainId, tokens: u32) -> impl Iterator<Item = Piece> + '_ {
+        let mut left = tokens;
+        self.pieces(c).iter().filter_map(move |p| {
+            if left == 0 {
+                return None;
+            }
+            let take = p.len.min(left);
+            left -= take;
+            Some(Piece { key: p.key, start: p.start, len: take })
+        })
+    }
+    /// Hash chain of a whole registered chain at `block_size` (full blocks only).
+    pub fn chain_hashes(&self, c: ChainId, block_size: u32) -> Vec<u64> {
+        let mut h = BlockHasher::new(block_size);
+        let mut out = Vec::with_capacity((self.tokens(c) / block_size) as usize);
+        for p in self.pieces(c) {
+            h.push(*p, &mut out);
+        }
+        out
+    }
+}
+
+/// Precomputed chains of an arena at one block size (what a replica or router keeps).
+#[derive(Clone, Debug, Default)]
+pub struct ChainHashes {
+    pub block_size: u32,
+    pub per_chain: Vec<Vec<u64>>,
+}
+
+impl ChainHashes {
+    pub fn build(arena: &ChainArena, block_size: u32) -> Self {
+        let per_chain = (0..arena.len() as u32).map(|i| arena.chain_hashes(ChainId(i), block_size)).collect();
+        ChainHashes { block_size, per_chain }
+    }
+}
+
+impl Content {
+    /// Total prompt tokens described.
+    pub fn tokens(&self, _arena: &ChainArena) -> u32 {
+        self.shared.map_or(0, |s| s.tokens) + self.pieces.iter().map(|p| p.len).sum::<u32>()
+    }
+    /// Full-block hashes of the prompt followed by `extra` pieces (e.g. generated tokens),
+    /// using the arena's precomputed chain for the shared part. Appends into `out` (cleared).
+    pub fn block_hashes(&self, arena: &ChainArena, chains: &ChainHashes, extra: &[Piece], out: &mut Vec<u64>) {
+        out.clear();
+        let bs = chains.block_size;
+        let mut hasher = match self.shared {
+            Some(s) => {
+                let full = (s.tokens / bs) as usize;
+                out.extend_from_slice(&chains.per_chain[s.chain.0 as usize][..full]);
+                let prev = if full == 0 { ROOT_HASH } else { out[full - 1] };
+                let mut h = BlockHasher::resume(bs, prev);
+                // Feed the partial block of the shared part (tokens after the last full block).
+                let skip = full as u32 * bs;
+                let mut pos = 0u32;
+                for p in arena.prefix_pieces(s.chain, s.tokens) {
+                    let end = pos + p.len;
+                    if end > skip {
+                        let cut = skip.saturating_sub(pos);
+                        h.push(Piece { key: p.key, start: p.start + cut, len: p.len - cut }, out);
+                    }
+                    pos = end;
+                }
+                h
+            }
+            None => BlockHasher::new(bs),
+        };
+        for p in self.pieces.iter().chain(extra.iter()) {
+            hasher.push(*p, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hashes_of(pieces: &[Piece], bs: u32) -> Vec<u64> {
+        let mut h = BlockHasher::new(bs);
+        let mut out = vec![];
+        for p in pieces {
+            h.push(*p, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn split_description_hashes_the_same() {
+        let a = hashes_of(&[Piece { key: 7, start: 0, len: 40 }], 16);
+        let b = hashes_of(&[Piece { key: 7, start: 0, len: 10 }, Piece { key: 7, start: 10, len: 30 }], 16);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a, b);
+        let c = hashes_of(&[Piece { key: 8, start: 0, len: 40 }], 16);
+        assert_ne!(a[0], c[0]);
+    }
+
+    #[test]
+    fn chain_depends_on_prefix() {
+        let a = hashes_of(&[Piece { key: 1, start: 0, len: 16 }, Piece { key: 9, start: 0, len: 16 }], 16);
+        let b = hashes_of(&[Piece { key: 2, start: 0, len: 16 }, Piece { key: 9, start: 0, len: 16 }], 16);
+        assert_ne!(a[1], b[1], "same block content after a different prefix must hash differently");
+    }
+
+    #[test]
+    fn shared_chain_plus_private_equals_flat_description() {
+        let mut arena = ChainArena::new();
+        let c = arena.register(vec![Piece { key: 1, start: 0, len: 50 }]);
+        let ch = ChainHashes::build(&arena, 16);
+        let content = Content {
+            shared: Some(SharedRef { chain: c, tokens: 45 }),
+            pieces: smallvec::smallvec![Piece { key: 3, start: 0, len: 30 }],
+        };
+        let mut out = vec![];
+        content.block_hashes(&arena, &ch, &[], &mut out);
+        let flat = hashes_of(&[Piece { key: 1, start: 0, len: 45 }, Piece { key: 3, start: 0, len: 30 }], 16);
+        assert_eq!(out, flat);
+        assert_eq!(out.len(), 75 / 16);
+        assert_eq!(content.tokens(&arena), 75);
+    }
+}

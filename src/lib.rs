@@ -1,0 +1,16 @@
+//! servesim: a discrete-event simulator and capacity planner for LLM serving on vLLM replicas
+//! behind a (cache-aware) router.
+//!
+//! Determinism contract: one master seed per scenario, an independent named stream per
+//! component ([`rng`]), integer nanosecond time ([`units`]), and a documented total order of
+//! events ([`engine`]). Same scenario + seed ⇒ byte-identical outputs.
+
+pub mod catalog;
+pub mod content;
+pub mod metrics;
+pub mod rng;
+pub mod router;
+pub mod scenario;
+pub mod step_time;
+pub mod units;
+pub mod workload;

@@ -1,0 +1,60 @@
+//! Observation by push, summaries afterwards. The engine pushes events to an [`Observer`]
+//! (all methods have no-op defaults); the [`Recorder`] keeps one [`RequestRecord`] per request
+//! — the one schema shared by simulated, live and imported traces — plus per-step ITL samples
+//! and per-tick replica samples. Every statistic is computed afterwards from those rows with the
+//! one percentile definition in [`summary`].
+
+pub mod record;
+
+pub use record::{Outcome, RequestRecord};
+
+use crate::step_time::BatchShape;
+use crate::units::{ReplicaId, SimDuration, SimTime};
+
+/// Replica state at a sampling tick (what `timeseries.csv` holds) and what a metrics scrape
+/// sees: the state after the last completed engine step.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ReplicaSample {
+    pub replica: ReplicaId,
+    pub running: u32,
+    pub waiting: u32,
+    /// `vllm:kv_cache_usage_perc`: 1 − free / (num_gpu_blocks − 1); cached-but-free counts as free.
+    pub kv_usage: f64,
+    /// Blocks that hold a prefix-cache hash (in use or free-but-cached).
+    pub cached_blocks: u32,
+    pub num_gpu_blocks: u32,
+    /// Counters since the start of the run (deltas are taken by the consumer).
+    pub prefix_queries: u64,
+    pub prefix_hits: u64,
+    pub prompt_tokens: u64,
+    pub generation_tokens: u64,
+    pub preemptions: u64,
+    pub steps: u64,
+}
+
+/// Push-style observer; every method has a no-op default.
+pub trait Observer {
+    /// A step (or a run of `steps` identical-batch decode steps) finished on a replica.
+    /// `durations` holds each step's duration; `decode_gaps` is how many tokens each step
+    /// produced whose previous token came from the step just before (pooled ITL samples).
+    fn on_steps(
+        &mut self,
+        _now: SimTime,
+        _replica: ReplicaId,
+        _first: &BatchShape,
+        _durations: &[SimDuration],
+        _itl_weight: u32,
+    ) {
+    }
+    /// One inter-token gap that does not follow the consecutive-step rule (after a preemption,
+    /// or the first decode after a chunked prefill that skipped steps).
+    fn on_itl_gap(&mut self, _gap: SimDuration) {}
+    /// A request left the system (completed, rejected, failed, or still in flight at the end).
+    fn on_request_done(&mut self, _rec: &RequestRecord) {}
+    /// Periodic replica samples, one per replica, in replica-id order.
+    fn on_tick(&mut self, _now: SimTime, _samples: &[ReplicaSample]) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoopObserver;
+impl Observer for NoopObserver {}

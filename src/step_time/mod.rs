@@ -1,0 +1,122 @@
+//! Step-time models: how long one engine iteration takes for a given batch shape. The engine
+//! only sees the [`StepTimeModel`] trait; the roofline model derives times from the model
+//! shape and GPU peaks with efficiency factors, the table model interpolates measured steps
+//! (the validation issue fits it), and the constant model makes hand-computed tests exact.
+
+use crate::units::SimDuration;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Shape of one engine step, the input of every step-time model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchShape {
+    /// Tokens of prompt chunks computed in this step (after prefix-cache hits).
+    pub prefill_tokens: u32,
+    /// Number of sequences in prefill (chunks) this step.
+    pub prefill_seqs: u32,
+    /// Number of decoding sequences (1 token each).
+    pub decode_seqs: u32,
+    /// Σ context tokens already in KV that this step's prefill chunks attend to.
+    pub prefill_context: u64,
+    /// Σ context tokens of the decoding sequences (KV read per decode).
+    pub decode_context: u64,
+}
+
+impl BatchShape {
+    pub fn total_tokens(&self) -> u32 {
+        self.prefill_tokens + self.decode_seqs
+    }
+    pub fn num_seqs(&self) -> u32 {
+        self.prefill_seqs + self.decode_seqs
+    }
+}
+
+/// Duration of one engine iteration on one replica.
+pub trait StepTimeModel: Send + Sync {
+    fn step_time(&self, batch: &BatchShape) -> SimDuration;
+    fn name(&self) -> &str;
+}
+
+/// Step-time model choice in scenario YAML (`kind:`).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepTimeConfig {
+    /// Roofline from model shape and GPU peaks; efficiency fields override the catalog's.
+    Roofline(RooflineConfig),
+    /// Interpolation over measured step times (CSV or YAML table).
+    Table(TableConfig),
+    /// Fixed time per step plus per-token terms; for tests and hand calculations.
+    Linear(LinearConfig),
+}
+
+impl Default for StepTimeConfig {
+    fn default() -> Self {
+        StepTimeConfig::Roofline(RooflineConfig::default())
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RooflineConfig {
+    #[serde(default)]
+    pub flops_efficiency: Option<f64>,
+    #[serde(default)]
+    pub bandwidth_efficiency: Option<f64>,
+    #[serde(default)]
+    pub step_overhead_us: Option<f64>,
+    #[serde(default)]
+    pub per_layer_us: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// Path to the table (relative to the scenario file).
+    pub file: String,
+}
+
+/// step = base_us + per_prefill_token_us × prefill_tokens + per_decode_seq_us × decode_seqs
+///        + per_context_token_ns × (prefill_context + decode_context) / 1000
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LinearConfig {
+    pub base_us: f64,
+    #[serde(default)]
+    pub per_prefill_token_us: f64,
+    #[serde(default)]
+    pub per_decode_seq_us: f64,
+    #[serde(default)]
+    pub per_context_token_ns: f64,
+}
+
+/// The linear model (exact integer arithmetic in nanoseconds after a one-time conversion).
+pub struct Linear {
+    base_ns: u64,
+    prefill_tok_ps: u64,
+    decode_seq_ps: u64,
+    ctx_tok_ps: u64,
+}
+
+impl Linear {
+    pub fn new(c: &LinearConfig) -> Self {
+        let ps = |us: f64| (us * 1e6).round().max(0.0) as u64;
+        Linear {
+            base_ns: (c.base_us * 1e3).round().max(0.0) as u64,
+            prefill_tok_ps: ps(c.per_prefill_token_us),
+            decode_seq_ps: ps(c.per_decode_seq_us),
+            ctx_tok_ps: (c.per_context_token_ns * 1e3).round().max(0.0) as u64,
+        }
+    }
+}
+
+impl StepTimeModel for Linear {
+    fn step_time(&self, b: &BatchShape) -> SimDuration {
+        let ps = self.prefill_tok_ps * b.prefill_tokens as u64
+            + self.decode_seq_ps * b.decode_seqs as u64
+            + self.ctx_tok_ps * (b.prefill_context + b.decode_context);
+        SimDuration(self.base_ns + ps / 1000)
+    }
+    fn name(&self) -> &str {
+        "linear"
+    }
+}

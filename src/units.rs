@@ -1,0 +1,177 @@
+//! Unit newtypes. Simulated time is integer nanoseconds so that event order is a total order
+//! with exact equality and no drift; floats appear only at the report edge
+//! ([`SimDuration::as_secs_f64`] and friends are the one conversion point).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::ops::{Add, AddAssign, Sub, SubAssign};
+
+/// Simulated time since scenario start, in nanoseconds.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SimTime(pub u64);
+
+/// A span of simulated time, in nanoseconds.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SimDuration(pub u64);
+
+pub const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+impl SimTime {
+    pub const ZERO: SimTime = SimTime(0);
+    pub const MAX: SimTime = SimTime(u64::MAX);
+    pub fn from_secs_f64(s: f64) -> Self {
+        SimTime(SimDuration::from_secs_f64(s).0)
+    }
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / NANOS_PER_SEC as f64
+    }
+    pub fn as_nanos(self) -> u64 {
+        self.0
+    }
+    /// Time elapsed since `earlier`; saturates at zero.
+    pub fn since(self, earlier: SimTime) -> SimDuration {
+        SimDuration(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl SimDuration {
+    pub const ZERO: SimDuration = SimDuration(0);
+    pub fn from_nanos(n: u64) -> Self {
+        SimDuration(n)
+    }
+    pub fn from_micros(us: u64) -> Self {
+        SimDuration(us * 1_000)
+    }
+    pub fn from_millis(ms: u64) -> Self {
+        SimDuration(ms * 1_000_000)
+    }
+    pub fn from_secs(s: u64) -> Self {
+        SimDuration(s * NANOS_PER_SEC)
+    }
+    /// Rounds to the nearest nanosecond; negative and NaN inputs give zero, huge inputs saturate.
+    pub fn from_secs_f64(s: f64) -> Self {
+        if !(s > 0.0) {
+            return SimDuration(0);
+        }
+        let ns = (s * NANOS_PER_SEC as f64).round();
+        if ns >= u64::MAX as f64 { SimDuration(u64::MAX) } else { SimDuration(ns as u64) }
+    }
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / NANOS_PER_SEC as f64
+    }
+    pub fn as_nanos(self) -> u64 {
+        self.0
+    }
+}
+
+impl Add<SimDuration> for SimTime {
+    type Output = SimTime;
+    fn add(self, d: SimDuration) -> SimTime {
+        SimTime(self.0.saturating_add(d.0))
+    }
+}
+impl AddAssign<SimDuration> for SimTime {
+    fn add_assign(&mut self, d: SimDuration) {
+        *self = *self + d;
+    }
+}
+impl Sub<SimTime> for SimTime {
+    type Output = SimDuration;
+    fn sub(self, o: SimTime) -> SimDuration {
+        self.since(o)
+    }
+}
+impl Add for SimDuration {
+    type Output = SimDuration;
+    fn add(self, o: SimDuration) -> SimDuration {
+        SimDuration(self.0.saturating_add(o.0))
+    }
+}
+impl AddAssign for SimDuration {
+    fn add_assign(&mut self, o: SimDuration) {
+        *self = *self + o;
+    }
+}
+impl fmt::Display for SimTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.9}s", self.as_secs_f64())
+    }
+}
+impl fmt::Display for SimDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.9}s", self.as_secs_f64())
+    }
+}
+
+macro_rules! count_newtype {
+    ($(#[$m:meta])* $name:ident, $inner:ty) => {
+        $(#[$m])*
+        #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name(pub $inner);
+        impl Add for $name { type Output = $name; fn add(self, o: $name) -> $name { $name(self.0 + o.0) } }
+        impl AddAssign for $name { fn add_assign(&mut self, o: $name) { self.0 += o.0; } }
+        impl Sub for $name { type Output = $name; fn sub(self, o: $name) -> $name { $name(self.0 - o.0) } }
+        impl SubAssign for $name { fn sub_assign(&mut self, o: $name) { self.0 -= o.0; } }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { write!(f, "{}", self.0) }
+        }
+    };
+}
+
+count_newtype!(
+    /// A number of tokens.
+    Tokens, u32
+);
+count_newtype!(
+    /// A number of KV-cache blocks.
+    Blocks, u32
+);
+
+impl Tokens {
+    /// Number of blocks needed to hold this many tokens.
+    pub fn blocks_ceil(self, block_size: u32) -> Blocks {
+        Blocks(self.0.div_ceil(block_size))
+    }
+    /// Number of completely filled blocks.
+    pub fn blocks_floor(self, block_size: u32) -> Blocks {
+        Blocks(self.0 / block_size)
+    }
+}
+
+/// Index of a replica in the cluster's arena.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ReplicaId(pub u32);
+
+/// Dense request id, assigned by the workload in arrival order.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId(pub u64);
+
+impl fmt::Display for ReplicaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn secs_round_trip_is_exact_for_nanos() {
+        assert_eq!(SimDuration::from_secs_f64(0.0015).0, 1_500_000);
+        assert_eq!(SimDuration::from_secs_f64(-1.0).0, 0);
+        assert_eq!(SimDuration::from_secs_f64(f64::NAN).0, 0);
+        assert_eq!((SimTime(5) + SimDuration(7)).0, 12);
+        assert_eq!(SimTime(3).since(SimTime(9)).0, 0);
+    }
+    #[test]
+    fn blocks_rounding() {
+        assert_eq!(Tokens(33).blocks_ceil(16), Blocks(3));
+        assert_eq!(Tokens(33).blocks_floor(16), Blocks(2));
+        assert_eq!(Tokens(0).blocks_ceil(16), Blocks(0));
+    }
+}
