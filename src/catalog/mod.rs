@@ -75,3 +75,91 @@ pub struct ModelSpec {
     pub max_position: u32,
     pub source: String,
 }
+
+use std::sync::OnceLock;
+
+/// Errors from catalog data or sizing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    #[error("catalog file {file} is invalid: {msg}")]
+    BadData { file: &'static str, msg: String },
+    #[error("{0}")]
+    DoesNotFit(String),
+}
+
+static GPUS: OnceLock<Vec<GpuSku>> = OnceLock::new();
+static MODELS: OnceLock<Vec<ModelSpec>> = OnceLock::new();
+static PRICES: OnceLock<Vec<Price>> = OnceLock::new();
+
+fn parse<T: serde::de::DeserializeOwned>(file: &'static str, text: &str) -> Vec<T> {
+    // The catalogs are part of the binary and covered by tests; a parse failure is a build defect.
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("embedded catalog {file} is invalid: {e}"))
+}
+
+pub fn gpus() -> &'static [GpuSku] {
+    GPUS.get_or_init(|| parse("catalog/gpus.yaml", include_str!("../../catalog/gpus.yaml")))
+}
+pub fn models() -> &'static [ModelSpec] {
+    MODELS.get_or_init(|| parse("catalog/models.yaml", include_str!("../../catalog/models.yaml")))
+}
+pub fn prices() -> &'static [Price] {
+    PRICES.get_or_init(|| parse("catalog/prices.yaml", include_str!("../../catalog/prices.yaml")))
+}
+pub fn gpu(id: &str) -> Option<&'static GpuSku> {
+    gpus().iter().find(|g| g.id == id)
+}
+pub fn model(id: &str) -> Option<&'static ModelSpec> {
+    models().iter().find(|m| m.id == id)
+}
+/// The reference price for a SKU: the first entry for it in `catalog/prices.yaml`.
+pub fn reference_price(sku: &str) -> Option<&'static Price> {
+    prices().iter().find(|p| p.sku == sku)
+}
+
+/// KV-cache sizing of one replica (spec §3.2).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KvSizing {
+    pub weights_bytes_per_gpu: u64,
+    pub kv_bytes_per_token_per_gpu: u64,
+    pub available_kv_bytes_per_gpu: u64,
+    pub num_gpu_blocks: u32,
+    pub kv_tokens: u64,
+}
+
+/// num_gpu_blocks = (ceil(mem × util) − weights/TP − overhead) / (block_size × kv bytes/token/GPU).
+pub fn kv_sizing(
+    model: &ModelSpec,
+    gpu: &GpuSku,
+    tp: u32,
+    gpu_memory_utilization: f64,
+    block_size: u32,
+    non_kv_overhead_bytes: u64,
+) -> Result<KvSizing, CatalogError> {
+    let requested = (gpu.memory_bytes as f64 * gpu_memory_utilization).ceil() as u64;
+    let weights = (model.params_total * model.weight_bytes / tp as f64).ceil() as u64;
+    let kv_heads_per_gpu = (model.kv_heads / tp).max(1) as u64;
+    let kv_per_token = 2 * model.layers as u64 * kv_heads_per_gpu * model.head_dim as u64 * model.kv_bytes as u64;
+    let used = weights + non_kv_overhead_bytes;
+    if used >= requested {
+        return Err(CatalogError::DoesNotFit(format!(
+            "{} at tensor_parallel_size {tp} needs {:.1} GiB per GPU for weights + {:.1} GiB overhead, but {} × gpu_memory_utilization {gpu_memory_utilization} gives {:.1} GiB; raise tensor_parallel_size or choose a larger GPU",
+            model.id,
+            weights as f64 / GIB,
+            non_kv_overhead_bytes as f64 / GIB,
+            gpu.id,
+            requested as f64 / GIB
+        )));
+    }
+    let available = requested - used;
+    let num_gpu_blocks = (available / (kv_per_token * block_size as u64)) as u32;
+    Ok(KvSizing {
+        weights_bytes_per_gpu: weights,
+        kv_bytes_per_token_per_gpu: kv_per_token,
+        available_kv_bytes_per_gpu: available,
+        num_gpu_blocks,
+        kv_tokens: num_gpu_blocks as u64 * block_size as u64,
+    })
+}
+
+pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;

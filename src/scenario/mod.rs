@@ -5,3 +5,52 @@
 pub mod raw;
 
 pub use raw::ScenarioFile;
+
+use crate::catalog::{GpuSku, KvSizing, ModelSpec, Price};
+use crate::router::RouterConfig;
+use crate::step_time::StepTimeConfig;
+use crate::units::SimDuration;
+use crate::workload::WorkloadConfig;
+use std::path::PathBuf;
+
+/// A resolved, immutable scenario: defaults filled, units typed, cross-field rules checked.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The file as parsed, after `--set` overrides (echoed into reports).
+    pub file: ScenarioFile,
+    /// Where it came from (for messages and relative paths such as table step-time files).
+    pub source: PathBuf,
+    pub name: String,
+    pub seed: u64,
+    pub duration: SimDuration,
+    /// Extra simulated time after `duration` to let in-flight requests finish.
+    pub drain: SimDuration,
+    pub model: ModelSpec,
+    pub gpu: GpuSku,
+    pub tp: u32,
+    pub replicas: u32,
+    pub price: Price,
+    pub engine: EngineSettings,
+    pub router: RouterConfig,
+    pub workload: WorkloadConfig,
+    pub slo: raw::SloFile,
+    pub timeseries_interval: SimDuration,
+    pub requests_csv: bool,
+}
+
+/// vLLM engine settings after defaults (spec §3.1) are applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineSettings {
+    pub max_num_seqs: u32,
+    pub max_num_batched_tokens: u32,
+    pub block_size: u32,
+    pub gpu_memory_utilization: f64,
+    pub enable_prefix_caching: bool,
+    pub enable_chunked_prefill: bool,
+    pub max_model_len: u32,
+    /// Blocks per replica including the reserved null block (override or derived).
+    pub num_gpu_blocks: u32,
+    /// Derived sizing (also present when overridden, for reports).
+    pub kv_sizing: Option<KvSizing>,
+    pub step_time: StepTimeConfig,
+}
