@@ -7,7 +7,7 @@
 use crate::content::ChainArena;
 use crate::metrics::ReplicaSample;
 use crate::rng::SimRng;
-use crate::units::{ReplicaId, RequestId, SimTime};
+use crate::units::{ReplicaId, RequestId, SimDuration, SimTime};
 use crate::workload::RequestSpec;
 use rand::RngExt;
 use schemars::JsonSchema;
@@ -38,6 +38,42 @@ pub trait Router {
     ) -> ReplicaId;
     /// A request the router placed has finished (for in-router bookkeeping).
     fn on_finished(&mut self, _now: SimTime, _req: RequestId, _replica: ReplicaId) {}
+    /// How often the cluster scrapes each replica's metrics for this router (`None`: the
+    /// router reads no metrics). Each replica gets a random phase in [0, interval).
+    fn scrape(&self) -> Option<ScrapeConfig> {
+        None
+    }
+    /// Time from the request's arrival at the router to its arrival at the chosen replica.
+    fn decision_latency(&self) -> SimDuration {
+        SimDuration::ZERO
+    }
+    /// Lag after which engine KV events are delivered through [`Router::on_kv_event`];
+    /// `None` (the default) turns KV events off, which keeps the engine fast.
+    fn kv_events(&self) -> Option<SimDuration> {
+        None
+    }
+    /// A KV block event from a replica's engine (vLLM's BlockStored / BlockRemoved), delivered
+    /// `kv_events()` after it happened, in the order they happened.
+    fn on_kv_event(&mut self, _now: SimTime, _replica: ReplicaId, _event: &KvEvent) {}
+}
+
+/// Metric scraping parameters (the EPP polls every 50 ms by default).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScrapeConfig {
+    pub interval: SimDuration,
+    /// Time from the scrape's start until the values are visible to the router.
+    pub latency: SimDuration,
+}
+
+/// vLLM KV-cache events (block hashes are the engine's chained hashes at its block size).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvEvent {
+    /// Full blocks became cached (registered), in chain order.
+    BlockStored { hashes: Vec<u64> },
+    /// Cached blocks were evicted.
+    BlockRemoved { hashes: Vec<u64> },
+    /// The whole cache was cleared (replica restart).
+    AllCleared,
 }
 
 /// Router choice in scenario YAML (`kind:`).
