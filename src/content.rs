@@ -176,13 +176,35 @@ impl Content {
     /// Full-block hashes of the prompt followed by `extra` pieces (e.g. generated tokens),
     /// using the arena's precomputed chain for the shared part. Appends into `out` (cleared).
     pub fn block_hashes(&self, arena: &ChainArena, chains: &ChainHashes, extra: &[Piece], out: &mut Vec<u64>) {
+        self.hashes_impl(arena, chains, extra, out, true)
+    }
+    /// Like [`Content::block_hashes`] but without the shared chain's full blocks: `out`
+    /// starts at block `shared_full_blocks(block_size)` (what the engine stores per request).
+    pub fn own_block_hashes(&self, arena: &ChainArena, chains: &ChainHashes, extra: &[Piece], out: &mut Vec<u64>) {
+        self.hashes_impl(arena, chains, extra, out, false)
+    }
+    /// Full blocks of this prompt that come entirely from its shared chain.
+    pub fn shared_full_blocks(&self, block_size: u32) -> u32 {
+        self.shared.map_or(0, |s| s.tokens / block_size)
+    }
+    fn hashes_impl(
+        &self,
+        arena: &ChainArena,
+        chains: &ChainHashes,
+        extra: &[Piece],
+        out: &mut Vec<u64>,
+        with_shared: bool,
+    ) {
         out.clear();
         let bs = chains.block_size;
         let mut hasher = match self.shared {
             Some(s) => {
                 let full = (s.tokens / bs) as usize;
-                out.extend_from_slice(&chains.per_chain[s.chain.0 as usize][..full]);
-                let prev = if full == 0 { ROOT_HASH } else { out[full - 1] };
+                let chain = &chains.per_chain[s.chain.0 as usize];
+                if with_shared {
+                    out.extend_from_slice(&chain[..full]);
+                }
+                let prev = if full == 0 { ROOT_HASH } else { chain[full - 1] };
                 let mut h = BlockHasher::resume(bs, prev);
                 // Feed the partial block of the shared part (tokens after the last full block).
                 let skip = full as u32 * bs;
@@ -246,6 +268,9 @@ mod tests {
         };
         let mut out = vec![];
         content.block_hashes(&arena, &ch, &[], &mut out);
+        let mut own = vec![];
+        content.own_block_hashes(&arena, &ch, &[], &mut own);
+        assert_eq!(&out[content.shared_full_blocks(16) as usize..], &own[..]);
         let flat = hashes_of(&[Piece { key: 1, start: 0, len: 45 }, Piece { key: 3, start: 0, len: 30 }], 16);
         assert_eq!(out, flat);
         assert_eq!(out.len(), 75 / 16);

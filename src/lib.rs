@@ -7,6 +7,8 @@
 
 pub mod catalog;
 pub mod content;
+pub mod engine;
+pub mod kv_cache;
 pub mod metrics;
 pub mod rng;
 pub mod router;

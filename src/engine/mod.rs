@@ -1,0 +1,780 @@
+//! The discrete-event core: a cluster of vLLM-V1 replicas fed by a workload through a router.
+//!
+//! # Event order (the determinism contract)
+//! - Simulated time is integer nanoseconds. The queue pops the smallest `(time, seq)`, `seq`
+//!   being the insertion counter, so equal-time events run in the order they were scheduled.
+//! - Workload arrivals are not queued: at each iteration the loop compares the workload's next
+//!   arrival with the queue's head and takes the arrival first when times are equal.
+//! - A replica starts a step as soon as it is idle and has work; the step's effects (tokens,
+//!   first tokens, finishes) apply when its `StepDone` pops, at the step's end time. Blocks
+//!   are allocated and prefix-cache hits taken when the step is scheduled, as in vLLM.
+//!
+//! # Skipping ahead
+//! When a step is decode-only (no prefill chunk, no admission, no preemption), the batch stays
+//! the same until a request finishes, the KV pool runs short, or something else happens in
+//! the cluster. The replica then plans a *run* of identical-batch steps in one event, up to the
+//! earliest pending event or arrival (nothing can observe or change the replica before that),
+//! the first finish, and the free blocks. Each step's duration is still computed one by one
+//! from its own context length, so timestamps are exactly those of single stepping; only
+//! the bookkeeping is batched. Runs are off while KV events are delivered to a router.
+
+pub mod queue;
+
+use crate::content::{ChainArena, ChainHashes};
+use crate::kv_cache::{Hit, KvCache, KvChange, SeqHashes, SeqKv};
+use crate::metrics::{Observer, Outcome, ReplicaSample, RequestRecord};
+use crate::rng::{RngStreams, SimRng};
+use crate::router::{Candidate, KvEvent, Router};
+use crate::step_time::{BatchShape, StepTimeModel};
+use crate::units::{ReplicaId, SimDuration, SimTime};
+use crate::workload::{Finish, RequestSpec, Workload};
+use queue::{Event, EventQueue};
+use rand::RngExt;
+use std::collections::VecDeque;
+
+/// Hash view of a request (a macro so that the borrow stays field-precise).
+macro_rules! seq_hashes {
+    ($chains:expr, $a:expr) => {{
+        let chain: &[u64] = match $a.kv.chain {
+            Some(c) => &$chains.per_chain[c.0 as usize][..$a.kv.chain_blocks as usize],
+            None => &[],
+        };
+        SeqHashes { chain, own: &$a.own_hashes }
+    }};
+}
+
+/// Engine settings of one replica (all replicas are identical).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineParams {
+    pub replicas: u32,
+    pub max_num_seqs: u32,
+    pub max_num_batched_tokens: u32,
+    pub block_size: u32,
+    /// Including the null block.
+    pub num_gpu_blocks: u32,
+    pub enable_prefix_caching: bool,
+    pub enable_chunked_prefill: bool,
+    pub max_model_len: u32,
+    /// No arrivals at or after this time.
+    pub arrivals_end: SimTime,
+    /// Hard stop; requests still queued or running then are recorded as in flight.
+    pub hard_end: SimTime,
+    /// Time-series sampling interval (zero: no ticks).
+    pub tick: SimDuration,
+    /// Longest run of identical decode steps planned in one event (1 disables runs).
+    pub max_run_steps: u32,
+}
+
+/// Per-replica counters, as vLLM's Prometheus counters would show them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReplicaTotals {
+    pub replica: ReplicaId,
+    pub routed: u64,
+    pub completed: u64,
+    pub prefix_queries: u64,
+    pub prefix_hits: u64,
+    pub preemptions: u64,
+    pub prompt_tokens: u64,
+    pub generation_tokens: u64,
+    pub steps: u64,
+    pub busy: SimDuration,
+    pub max_waiting: u32,
+    /// Σ kv_usage × step duration, for the time-weighted mean usage.
+    pub kv_usage_time: f64,
+}
+
+/// What a finished simulation reports besides the per-request records.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunTotals {
+    /// Time of the last processed event (the simulated span).
+    pub end: SimTime,
+    pub replicas: Vec<ReplicaTotals>,
+    pub submitted: u64,
+}
+
+struct Active {
+    spec: RequestSpec,
+    replica: u32,
+    kv: SeqKv,
+    own_hashes: Vec<u64>,
+    num_computed: u32,
+    out_done: u32,
+    scheduled: Option<SimTime>,
+    first_token: Option<SimTime>,
+    last_token: SimTime,
+    cached_tokens: u32,
+    preemptions: u32,
+}
+
+impl Active {
+    #[inline]
+    fn num_tokens(&self) -> u32 {
+        self.spec.input.0 + self.out_done
+    }
+}
+
+#[derive(Default)]
+struct Plan {
+    items: Vec<(u32, u32)>,
+    start: SimTime,
+    /// Durations of the steps of this plan (one, or a run of identical decode steps).
+    durations: Vec<SimDuration>,
+    first_shape: BatchShape,
+    /// Decodes in the first step whose previous token came from the step just before.
+    first_step_consecutive: u32,
+    /// True when every item is a decode (runs are only planned then).
+    decode_only: bool,
+}
+
+struct Replica {
+    kv: KvCache,
+    running: Vec<u32>,
+    waiting: VecDeque<u32>,
+    busy: bool,
+    generation: u64,
+    plan: Plan,
+    totals: ReplicaTotals,
+    scraped: ReplicaSample,
+    pending_scrape: Option<ReplicaSample>,
+}
+
+/// The simulation of one scenario. Build it, then [`Simulation::run`].
+pub struct Simulation<'a> {
+    p: EngineParams,
+    queue: EventQueue,
+    replicas: Vec<Replica>,
+    slab: Vec<Option<Active>>,
+    free_slots: Vec<u32>,
+    workload: Box<dyn Workload + 'a>,
+    router: Box<dyn Router + 'a>,
+    step_model: &'a dyn StepTimeModel,
+    observer: &'a mut dyn Observer,
+    chains: ChainHashes,
+    router_rng: SimRng,
+    scrape_rng: SimRng,
+    now: SimTime,
+    submitted: u64,
+    in_flight_router: Vec<u32>,
+    kv_lag: Option<SimDuration>,
+    kv_pending: VecDeque<(u32, KvEvent)>,
+    hit: Hit,
+    cands: Vec<Candidate>,
+    finished: Vec<u32>,
+}
+
+impl<'a> Simulation<'a> {
+    pub fn new(
+        p: EngineParams,
+        workload: Box<dyn Workload + 'a>,
+        router: Box<dyn Router + 'a>,
+        step_model: &'a dyn StepTimeModel,
+        observer: &'a mut dyn Observer,
+        streams: &RngStreams,
+    ) -> Self {
+        assert!(p.replicas >= 1 && p.block_size >= 1 && p.num_gpu_blocks >= 2 && p.max_num_seqs >= 1);
+        let chains = ChainHashes::build(workload.arena(), p.block_size);
+        let chain_lens: Vec<u32> = chains.per_chain.iter().map(|c| c.len() as u32).collect();
+        let kv_lag = router.kv_events();
+        let replicas = (0..p.replicas)
+            .map(|i| {
+                let mut kv = KvCache::new(p.num_gpu_blocks, p.block_size, p.enable_prefix_caching, &chain_lens);
+                if kv_lag.is_some() {
+                    kv.enable_events();
+                }
+                let totals = ReplicaTotals { replica: ReplicaId(i), ..Default::default() };
+                let mut r = Replica {
+                    kv,
+                    running: Vec::new(),
+                    waiting: VecDeque::new(),
+                    busy: false,
+                    generation: 0,
+                    plan: Plan::default(),
+                    totals,
+                    scraped: ReplicaSample::default(),
+                    pending_scrape: None,
+                };
+                r.scraped = sample(i, &r);
+                r
+            })
+            .collect();
+        let mut sim = Simulation {
+            queue: EventQueue::default(),
+            replicas,
+            slab: Vec::new(),
+            free_slots: Vec::new(),
+            workload,
+            router,
+            step_model,
+            observer,
+            chains,
+            router_rng: streams.stream("router", 0),
+            scrape_rng: streams.stream("router.scrape_phase", 0),
+            now: SimTime::ZERO,
+            submitted: 0,
+            in_flight_router: vec![0; p.replicas as usize],
+            kv_lag,
+            kv_pending: VecDeque::new(),
+            hit: Hit::default(),
+            cands: Vec::with_capacity(p.replicas as usize),
+            finished: Vec::new(),
+            p,
+        };
+        if sim.p.tick > SimDuration::ZERO {
+            sim.queue.push(SimTime::ZERO + sim.p.tick, Event::Tick);
+        }
+        if let Some(sc) = sim.router.scrape() {
+            let iv = sc.interval.as_nanos().max(1);
+            for r in 0..sim.p.replicas {
+                let phase = sim.scrape_rng.random_range(0..iv);
+                sim.queue.push(SimTime(phase), Event::Scrape { replica: r });
+            }
+        }
+        sim
+    }
+
+    /// Runs to completion (workload exhausted and cluster idle, or `hard_end`).
+    pub fn run(mut self) -> RunTotals {
+        loop {
+            let next_arrival = self.workload.peek_time().filter(|&t| t < self.p.arrivals_end);
+            let next_event = self.queue.peek_time();
+            let take_arrival = match (next_arrival, next_event) {
+                (Some(a), Some(e)) => a <= e,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let t = if take_arrival { next_arrival.unwrap() } else { next_event.unwrap() };
+            if t > self.p.hard_end {
+                break;
+            }
+            if !take_arrival && next_arrival.is_none() && self.idle() && self.only_periodic_events_left() {
+                break;
+            }
+            self.now = t;
+            if take_arrival {
+                let spec = self.workload.pop();
+                self.on_arrival(spec);
+            } else {
+                let (_, ev) = self.queue.pop().expect("peeked");
+                self.on_event(ev);
+            }
+        }
+        self.finish_run()
+    }
+
+    fn idle(&self) -> bool {
+        self.replicas.iter().all(|r| !r.busy && r.waiting.is_empty() && r.running.is_empty())
+            && self.slab.len() == self.free_slots.len()
+    }
+
+    fn only_periodic_events_left(&self) -> bool {
+        // Ticks and scrapes re-arm themselves forever; once nothing else is pending and the
+        // workload is exhausted, the run is over. Pending KV deliveries do not change results.
+        self.workload.peek_time().is_none_or(|t| t >= self.p.arrivals_end)
+    }
+
+    fn finish_run(mut self) -> RunTotals {
+        let end = self.now;
+        // Everything still queued or running is in flight at the end.
+        for slot in 0..self.slab.len() {
+            if let Some(a) = self.slab[slot].take() {
+                let rec = record(&a, Outcome::InFlight);
+                self.observer.on_request_done(&rec);
+            }
+        }
+        RunTotals { end, replicas: self.replicas.into_iter().map(|r| r.totals).collect(), submitted: self.submitted }
+    }
+
+    fn on_arrival(&mut self, spec: RequestSpec) {
+        self.submitted += 1;
+        let total = spec.input.0 as u64 + spec.output.0 as u64;
+        if total > self.p.max_model_len as u64 || spec.input.0 == 0 || spec.output.0 == 0 {
+            let rec = RequestRecord {
+                id: spec.id,
+                arrival: spec.arrival,
+                replica: None,
+                input_tokens: spec.input.0,
+                output_tokens: spec.output.0,
+                cached_tokens: 0,
+                scheduled: None,
+                first_token: None,
+                last_token: None,
+                preemptions: 0,
+                outcome: Outcome::Rejected,
+                session: spec.session,
+                group: spec.group,
+            };
+            self.observer.on_request_done(&rec);
+            self.workload.on_finished(self.now, &spec, Finish::Rejected);
+            return;
+        }
+        // Route.
+        self.cands.clear();
+        let fresh = self.router.scrape().is_none();
+        for (i, r) in self.replicas.iter().enumerate() {
+            let scraped = if fresh { sample(i as u32, r) } else { r.scraped };
+            self.cands.push(Candidate {
+                id: ReplicaId(i as u32),
+                scraped,
+                in_flight: self.in_flight_router[i],
+                block_size: self.p.block_size,
+            });
+        }
+        let target =
+            self.router.route(self.now, &spec, self.workload.arena(), &self.cands, &mut self.router_rng).0 as usize;
+        assert!(target < self.replicas.len(), "router returned replica {target} of {}", self.replicas.len());
+        self.in_flight_router[target] += 1;
+        self.replicas[target].totals.routed += 1;
+        // Build the engine-side request.
+        let chain = spec.content.shared.map(|s| s.chain);
+        let chain_blocks = spec.content.shared_full_blocks(self.p.block_size);
+        let mut own = Vec::new();
+        if self.p.enable_prefix_caching {
+            let out_piece = crate::content::Piece { key: spec.output_key, start: 0, len: spec.output.0 };
+            spec.content.own_block_hashes(self.workload.arena(), &self.chains, &[out_piece], &mut own);
+        }
+        let active = Active {
+            replica: target as u32,
+            kv: SeqKv::new(chain, chain_blocks),
+            own_hashes: own,
+            num_computed: 0,
+            out_done: 0,
+            scheduled: None,
+            first_token: None,
+            last_token: SimTime::ZERO,
+            cached_tokens: 0,
+            preemptions: 0,
+            spec,
+        };
+        let slot = match self.free_slots.pop() {
+            Some(s) => {
+                self.slab[s as usize] = Some(active);
+                s
+            }
+            None => {
+                self.slab.push(Some(active));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        let lat = self.router.decision_latency();
+        if lat > SimDuration::ZERO {
+            self.queue.push(self.now + lat, Event::Deliver { slot });
+        } else {
+            self.deliver(slot);
+        }
+    }
+
+    fn deliver(&mut self, slot: u32) {
+        let r = self.slab[slot as usize].as_ref().expect("delivered request exists").replica as usize;
+        let rep = &mut self.replicas[r];
+        rep.waiting.push_back(slot);
+        rep.totals.max_waiting = rep.totals.max_waiting.max(rep.waiting.len() as u32);
+        if !rep.busy {
+            self.start_step(r);
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::StepDone { replica, generation } => {
+                if self.replicas[replica as usize].generation == generation {
+                    self.complete_step(replica as usize);
+                    self.start_step(replica as usize);
+                }
+            }
+            Event::Deliver { slot } => self.deliver(slot),
+            Event::Scrape { replica } => {
+                let sc = self.router.scrape().expect("scrape events only with a scrape config");
+                let s = sample(replica, &self.replicas[replica as usize]);
+                if sc.latency > SimDuration::ZERO {
+                    self.replicas[replica as usize].pending_scrape = Some(s);
+                    self.queue.push(self.now + sc.latency, Event::ScrapeVisible { replica });
+                } else {
+                    self.replicas[replica as usize].scraped = s;
+                }
+                if self.now < self.p.arrivals_end {
+                    self.queue.push(self.now + sc.interval, Event::Scrape { replica });
+                }
+            }
+            Event::ScrapeVisible { replica } => {
+                let r = &mut self.replicas[replica as usize];
+                if let Some(s) = r.pending_scrape.take() {
+                    r.scraped = s;
+                }
+            }
+            Event::KvDeliver => {
+                if let Some((replica, ev)) = self.kv_pending.pop_front() {
+                    self.router.on_kv_event(self.now, ReplicaId(replica), &ev);
+                }
+            }
+            Event::Tick => {
+                let samples: Vec<ReplicaSample> =
+                    self.replicas.iter().enumerate().map(|(i, r)| sample(i as u32, r)).collect();
+                self.observer.on_tick(self.now, &samples);
+                let more = self.workload.peek_time().is_some_and(|t| t < self.p.arrivals_end) || !self.idle();
+                if more {
+                    self.queue.push(self.now + self.p.tick, Event::Tick);
+                }
+            }
+        }
+    }
+
+    /// vLLM's `schedule()` for replica `r` at `self.now`; starts a step if there is work.
+    fn start_step(&mut self, r: usize) {
+        let now = self.now;
+        let p = &self.p;
+        let bs = p.block_size;
+        let rep = &mut self.replicas[r];
+        let slab = &mut self.slab;
+        let chains = &self.chains;
+        let mut plan = std::mem::take(&mut rep.plan);
+        plan.items.clear();
+        plan.durations.clear();
+        plan.start = now;
+        let mut budget = p.max_num_batched_tokens;
+        let mut preempted = false;
+        let mut admitted = false;
+        let mut shape = BatchShape::default();
+        let mut consecutive = 0u32;
+        let mut decode_only = true;
+
+        // 1) Running requests in admission order.
+        let mut i = 0;
+        while i < rep.running.len() && budget > 0 {
+            let slot = rep.running[i];
+            let (n, computed) = {
+                let a = slab[slot as usize].as_ref().expect("running request");
+                let n = (a.num_tokens() - a.num_computed)
+                    .min(budget)
+                    .min(p.max_model_len.saturating_sub(1).saturating_sub(a.num_computed));
+                (n, a.num_computed)
+            };
+            if n == 0 {
+                i += 1;
+                continue;
+            }
+            let mut scheduled = false;
+            loop {
+                let a = slab[slot as usize].as_mut().expect("running request");
+                let hs = seq_hashes!(chains, a);
+                if rep.kv.allocate(&mut a.kv, &hs, computed + n, computed + n) {
+                    scheduled = true;
+                    break;
+                }
+                let victim = rep.running.pop().expect("a running request to preempt");
+                let v = slab[victim as usize].as_mut().expect("victim");
+                rep.kv.free(&mut v.kv);
+                v.num_computed = 0;
+                v.preemptions += 1;
+                rep.totals.preemptions += 1;
+                rep.waiting.push_front(victim);
+                preempted = true;
+                if victim == slot {
+                    break;
+                }
+            }
+            if !scheduled {
+                break;
+            }
+            let a = slab[slot as usize].as_ref().expect("running request");
+            add_to_shape(&mut shape, a, n, &mut decode_only);
+            if a.out_done > 0 && n == 1 && a.num_computed + 1 == a.num_tokens() && a.last_token == now {
+                consecutive += 1;
+            }
+            plan.items.push((slot, n));
+            budget -= n;
+            i += 1;
+        }
+
+        // 2) Waiting requests, FCFS with head-of-line blocking, only if nothing was preempted.
+        if !preempted {
+            while budget > 0 && !rep.waiting.is_empty() && (rep.running.len() as u32) < p.max_num_seqs {
+                let slot = *rep.waiting.front().expect("non-empty");
+                let a = slab[slot as usize].as_mut().expect("waiting request");
+                let num_tokens = a.num_tokens();
+                {
+                    let hs = seq_hashes!(chains, a);
+                    rep.kv.lookup(&a.kv, &hs, num_tokens, &mut self.hit);
+                }
+                let hit_tokens = self.hit.num_blocks() * bs;
+                let mut n = num_tokens - hit_tokens;
+                if !p.enable_chunked_prefill && n > budget {
+                    break;
+                }
+                n = n.min(budget);
+                if !rep.kv.can_admit(&a.kv, &self.hit, hit_tokens + n) {
+                    break;
+                }
+                rep.kv.admit(&mut a.kv, &self.hit);
+                a.num_computed = hit_tokens;
+                let ok = {
+                    let hs = seq_hashes!(chains, a);
+                    rep.kv.allocate(&mut a.kv, &hs, hit_tokens + n, hit_tokens + n)
+                };
+                assert!(ok, "allocation after can_admit must succeed");
+                rep.waiting.pop_front();
+                rep.running.push(slot);
+                rep.totals.prefix_queries += num_tokens as u64;
+                rep.totals.prefix_hits += hit_tokens as u64;
+                if a.scheduled.is_none() {
+                    a.scheduled = Some(now);
+                    a.cached_tokens = hit_tokens;
+                }
+                add_to_shape(&mut shape, a, n, &mut decode_only);
+                plan.items.push((slot, n));
+                budget -= n;
+                admitted = true;
+            }
+        }
+
+        if plan.items.is_empty() {
+            rep.busy = false;
+            rep.plan = plan;
+            return;
+        }
+        let d = self.step_model.step_time(&shape);
+        plan.durations.push(d);
+        plan.first_shape = shape;
+        plan.first_step_consecutive = consecutive;
+        plan.decode_only = decode_only && !admitted && !preempted;
+        let mut end = now + d;
+
+        // Runs of identical decode steps (see module docs).
+        if plan.decode_only && p.max_run_steps > 1 && self.kv_lag.is_none() {
+            let horizon = {
+                let a = self.workload.peek_time().filter(|&t| t < p.arrivals_end).unwrap_or(SimTime::MAX);
+                let e = self.queue.peek_time().unwrap_or(SimTime::MAX);
+                a.min(e).min(p.hard_end)
+            };
+            if end < horizon {
+                let k_fin = plan
+                    .items
+                    .iter()
+                    .map(|&(s, _)| {
+                        let a = slab[s as usize].as_ref().expect("item");
+                        a.spec.output.0 - a.out_done
+                    })
+                    .min()
+                    .unwrap_or(1)
+                    .min(p.max_run_steps);
+                // Extra blocks needed for steps 2..=k, monotone in k.
+                let extra_blocks = |k: u32| -> u32 {
+                    plan.items
+                        .iter()
+                        .map(|&(s, _)| {
+                            let a = slab[s as usize].as_ref().expect("item");
+                            (a.num_computed + k).div_ceil(bs) - (a.num_computed + 1).div_ceil(bs)
+                        })
+                        .sum()
+                };
+                let free = rep.kv.num_free();
+                let mut k_max = k_fin;
+                if extra_blocks(k_max) > free {
+                    let (mut lo, mut hi) = (1u32, k_max);
+                    while lo + 1 < hi {
+                        let mid = lo + (hi - lo) / 2;
+                        if extra_blocks(mid) <= free { lo = mid } else { hi = mid }
+                    }
+                    k_max = lo;
+                }
+                let b = plan.items.len() as u64;
+                let mut sh = shape;
+                while (plan.durations.len() as u32) < k_max {
+                    sh.decode_context += b;
+                    let dj = self.step_model.step_time(&sh);
+                    if end + dj > horizon {
+                        break;
+                    }
+                    end += dj;
+                    plan.durations.push(dj);
+                }
+                let k = plan.durations.len() as u32;
+                if k > 1 {
+                    // Allocate (and register) the blocks of steps 2..=k now; nothing can
+                    // observe the replica before the run ends.
+                    for &(s, _) in &plan.items {
+                        let a = slab[s as usize].as_mut().expect("item");
+                        let target = a.num_computed + k;
+                        let hs = seq_hashes!(chains, a);
+                        let ok = rep.kv.allocate(&mut a.kv, &hs, target, target);
+                        assert!(ok, "run allocation checked against free blocks");
+                    }
+                }
+            }
+        }
+
+        // KV events for a precise-prefix router.
+        if let Some(lag) = self.kv_lag {
+            let changes = rep.kv.take_events();
+            push_kv_events(&mut self.kv_pending, &mut self.queue, r as u32, changes, now + lag);
+        }
+
+        rep.busy = true;
+        rep.generation += 1;
+        rep.plan = plan;
+        self.queue.push(end, Event::StepDone { replica: r as u32, generation: rep.generation });
+    }
+
+    /// Applies the finished step (or run) of replica `r` at `self.now`.
+    fn complete_step(&mut self, r: usize) {
+        let now = self.now;
+        let rep = &mut self.replicas[r];
+        let plan = std::mem::take(&mut rep.plan);
+        let k = plan.durations.len() as u32;
+        let busy: SimDuration = plan.durations.iter().copied().fold(SimDuration::ZERO, |a, b| a + b);
+        rep.totals.steps += k as u64;
+        rep.totals.busy += busy;
+        rep.totals.kv_usage_time += rep.kv.usage() * busy.as_secs_f64();
+        let step1_end = plan.start + plan.durations[0];
+        self.observer.on_steps(
+            step1_end,
+            ReplicaId(r as u32),
+            &plan.first_shape,
+            &plan.durations[..1],
+            plan.first_step_consecutive,
+        );
+        if k > 1 {
+            let mut later = plan.first_shape;
+            later.decode_context += plan.items.len() as u64;
+            self.observer.on_steps(now, ReplicaId(r as u32), &later, &plan.durations[1..], plan.items.len() as u32);
+        }
+        self.finished.clear();
+        for &(slot, n) in &plan.items {
+            let a = self.slab[slot as usize].as_mut().expect("scheduled request");
+            let is_prefill = !(a.out_done > 0 && n == 1 && a.num_computed + 1 == a.num_tokens());
+            if is_prefill {
+                rep.totals.prompt_tokens += n as u64;
+            }
+            if k > 1 {
+                // A run: k decode tokens, the last one at `now`.
+                a.num_computed += k;
+                a.out_done += k;
+                rep.totals.generation_tokens += k as u64;
+                a.last_token = now;
+            } else {
+                a.num_computed += n;
+                if a.num_computed == a.num_tokens() {
+                    a.out_done += 1;
+                    rep.totals.generation_tokens += 1;
+                    if a.first_token.is_none() {
+                        a.first_token = Some(now);
+                    } else if a.last_token != plan.start {
+                        self.observer.on_itl_gap(now - a.last_token);
+                    }
+                    a.last_token = now;
+                }
+            }
+            if a.out_done >= a.spec.output.0 {
+                self.finished.push(slot);
+            }
+        }
+        if !self.finished.is_empty() {
+            let fin = &self.finished;
+            rep.running.retain(|s| !fin.contains(s));
+            for &slot in fin.iter() {
+                let mut a = self.slab[slot as usize].take().expect("finished request");
+                rep.kv.free(&mut a.kv);
+                rep.totals.completed += 1;
+                self.free_slots.push(slot);
+                self.in_flight_router[r] -= 1;
+                let rec = record(&a, Outcome::Completed);
+                self.observer.on_request_done(&rec);
+                self.router.on_finished(now, a.spec.id, ReplicaId(r as u32));
+                self.workload.on_finished(now, &a.spec, Finish::Completed);
+            }
+        }
+        rep.busy = false;
+    }
+}
+
+fn add_to_shape(shape: &mut BatchShape, a: &Active, n: u32, decode_only: &mut bool) {
+    let is_decode = a.out_done > 0 && n == 1 && a.num_computed + 1 == a.num_tokens();
+    if is_decode {
+        shape.decode_seqs += 1;
+        shape.decode_context += a.num_computed as u64;
+    } else {
+        *decode_only = false;
+        shape.prefill_seqs += 1;
+        shape.prefill_tokens += n;
+        shape.prefill_context += a.num_computed as u64;
+    }
+}
+
+fn sample(i: u32, r: &Replica) -> ReplicaSample {
+    ReplicaSample {
+        replica: ReplicaId(i),
+        running: r.running.len() as u32,
+        waiting: r.waiting.len() as u32,
+        kv_usage: r.kv.usage(),
+        cached_blocks: r.kv.num_cached(),
+        num_gpu_blocks: r.kv.num_blocks(),
+        prefix_queries: r.totals.prefix_queries,
+        prefix_hits: r.totals.prefix_hits,
+        prompt_tokens: r.totals.prompt_tokens,
+        generation_tokens: r.totals.generation_tokens,
+        preemptions: r.totals.preemptions,
+        steps: r.totals.steps,
+    }
+}
+
+fn record(a: &Active, outcome: Outcome) -> RequestRecord {
+    RequestRecord {
+        id: a.spec.id,
+        arrival: a.spec.arrival,
+        replica: Some(ReplicaId(a.replica)),
+        input_tokens: a.spec.input.0,
+        output_tokens: a.spec.output.0,
+        cached_tokens: a.cached_tokens,
+        scheduled: a.scheduled,
+        first_token: a.first_token,
+        last_token: if a.out_done > 0 { Some(a.last_token) } else { None },
+        preemptions: a.preemptions,
+        outcome,
+        session: a.spec.session,
+        group: a.spec.group,
+    }
+}
+
+fn push_kv_events(
+    pending: &mut VecDeque<(u32, KvEvent)>,
+    queue: &mut EventQueue,
+    replica: u32,
+    changes: Vec<KvChange>,
+    at: SimTime,
+) {
+    let mut stored = Vec::new();
+    let mut removed = Vec::new();
+    let mut flush = |stored: &mut Vec<u64>, removed: &mut Vec<u64>, pending: &mut VecDeque<(u32, KvEvent)>| {
+        if !removed.is_empty() {
+            pending.push_back((replica, KvEvent::BlockRemoved { hashes: std::mem::take(removed) }));
+            queue.push(at, Event::KvDeliver);
+        }
+        if !stored.is_empty() {
+            pending.push_back((replica, KvEvent::BlockStored { hashes: std::mem::take(stored) }));
+            queue.push(at, Event::KvDeliver);
+        }
+    };
+    for c in changes {
+        match c {
+            KvChange::Stored(h) => {
+                if !removed.is_empty() {
+                    flush(&mut Vec::new(), &mut removed, pending);
+                }
+                stored.push(h)
+            }
+            KvChange::Removed(h) => {
+                if !stored.is_empty() {
+                    flush(&mut stored, &mut Vec::new(), pending);
+                }
+                removed.push(h)
+            }
+        }
+    }
+    flush(&mut stored, &mut removed, pending);
+}
+
+/// The arena a simulation's requests refer to (re-exported for tests and tools).
+pub type Arena = ChainArena;
+
+#[cfg(test)]
+mod tests;
