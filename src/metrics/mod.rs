@@ -2,11 +2,31 @@
 //! (all methods have no-op defaults); the [`Recorder`] keeps one [`RequestRecord`] per request
 //! — the one schema shared by simulated, live and imported traces — plus per-step ITL samples
 //! and per-tick replica samples. Every statistic is computed afterwards from those rows with the
-//! one percentile definition in [`summary`].
+//! one percentile definition in [`summary`] (nearest rank: the value at 1-based rank
+//! `ceil(p/100 × n)` clamped to `[1, n]`; for weighted samples, the smallest value whose
+//! cumulative weight reaches that rank of the total weight).
+//!
+//! Modules: [`record`] (the row schema), [`recorder`] (the observer keeping the rows),
+//! [`summary`] (statistics, SLO verdict, cost → `summary.json`), [`export`] (byte renderers
+//! for JSON/CSV/text, the `requests.csv` reader, and atomic file output).
 
+pub mod export;
 pub mod record;
+pub mod recorder;
+pub mod summary;
+#[cfg(test)]
+mod tests;
 
-pub use record::{Outcome, RequestRecord};
+pub use export::{
+    ExportError, REQUEST_COLUMNS, TIMESERIES_COLUMNS, parse_requests_csv, render_requests_csv, render_summary_json,
+    render_text, render_timeseries_csv, write_atomic, write_outputs,
+};
+pub use record::{Outcome, RecordError, RequestRecord};
+pub use recorder::{ItlSamples, Recorder, ReplicaSteps, TickRow};
+pub use summary::{
+    PriceInfo, ReplicaSummary, ReplicaTotals, RequestCounts, RunMeta, RunTotals, SloCheck, SloReport, Stats, Summary,
+    Throughput, evaluate_slo, percentile, weighted_percentile,
+};
 
 use crate::step_time::BatchShape;
 use crate::units::{ReplicaId, SimDuration, SimTime};

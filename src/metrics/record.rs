@@ -71,3 +71,16 @@ impl RequestRecord {
         }
     }
 }
+
+/// Why a `requests.csv` could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("requests CSV: {0}")]
+    Csv(#[from] csv::Error),
+    #[error("requests CSV: unknown column `{0}`")]
+    UnknownColumn(String),
+    #[error("requests CSV: missing required column `{0}`")]
+    MissingColumn(&'static str),
+    #[error("requests CSV line {line}, column `{column}`: invalid value `{value}`: {reason}")]
+    Field { line: u64, column: &'static str, value: String, reason: String },
+}
