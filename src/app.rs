@@ -1,0 +1,159 @@
+//! Subcommand orchestration: load → build → run → export. The only module that uses anyhow
+//! and the wall clock (for `bench` and progress figures), never inside a simulation.
+
+use crate::cli::{BenchArgs, Cli, Command, CompareArgs, RunArgs, ScenarioArgs};
+use crate::metrics::{self, Summary};
+use crate::scenario::{self, Scenario};
+use crate::sim;
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes, as documented in `--help` and README.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_CHECK_FAILED: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run(a) => cmd_run(a),
+        Command::ValidateScenario(a) => {
+            let sc = load(&a.scenario)?;
+            println!(
+                "{}: ok ({} on {} × {} TP{}, {} KV blocks of {} tokens per replica)",
+                a.scenario.scenario.display(),
+                sc.model.id,
+                sc.replicas,
+                sc.gpu.id,
+                sc.tp,
+                sc.engine.num_gpu_blocks,
+                sc.engine.block_size
+            );
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        Command::Schema => {
+            let s = serde_json::to_string_pretty(&scenario::schema())?;
+            println!("{s}");
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        Command::Compare(a) => cmd_compare(a),
+        Command::Bench(a) => cmd_bench(a),
+    }
+}
+
+fn load(a: &ScenarioArgs) -> Result<Scenario> {
+    let mut sets = a.set.clone();
+    if let Some(seed) = a.seed {
+        sets.push(format!("seed={seed}"));
+    }
+    Ok(scenario::load(&a.scenario, &sets)?)
+}
+
+fn cmd_run(a: RunArgs) -> Result<ExitCode> {
+    let sc = load(&a.scenario)?;
+    let out_dir = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&sc.name));
+    let out = sim::simulate(&sc).with_context(|| format!("simulating {}", a.scenario.scenario.display()))?;
+    write_run(&sc, &out, &out_dir)?;
+    let mut stdout = std::io::stdout().lock();
+    if a.quiet {
+        writeln!(stdout, "{}", one_line(&out.summary))?;
+    } else {
+        write!(stdout, "{}", metrics::render_text(&out.summary))?;
+        writeln!(stdout, "outputs: {}", out_dir.display())?;
+    }
+    Ok(verdict(&out.summary))
+}
+
+fn write_run(sc: &Scenario, out: &sim::SimOutput, dir: &std::path::Path) -> Result<()> {
+    let ts = metrics::render_timeseries_csv(&out.recorder.ticks);
+    let recs = if sc.requests_csv { Some(out.recorder.records.as_slice()) } else { None };
+    metrics::write_outputs(dir, &out.summary, recs, Some(&ts))?;
+    Ok(())
+}
+
+fn verdict(s: &Summary) -> ExitCode {
+    ExitCode::from(if s.slo.passed { EXIT_OK } else { EXIT_CHECK_FAILED })
+}
+
+fn one_line(s: &Summary) -> String {
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{:.3}", x));
+    format!(
+        "{}: {} completed, TTFT p90 {} s, TPOT p90 {} s, hit rate {:.3}, SLO {}",
+        s.scenario,
+        s.requests.completed,
+        f(s.ttft_s.p90),
+        f(s.tpot_s.p90),
+        s.prefix_hit_rate.unwrap_or(0.0),
+        if s.slo.passed { "pass" } else { "FAIL" }
+    )
+}
+
+fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
+    use rayon::prelude::*;
+    let sc = load(&a.scenario)?;
+    let routers: Vec<(String, crate::router::RouterConfig)> = a
+        .routers
+        .iter()
+        .map(|name| Ok((name.clone(), crate::router::parse_router_name(name)?)))
+        .collect::<Result<_>>()?;
+    let results: Vec<Result<sim::SimOutput, sim::SimError>> =
+        routers.par_iter().map(|(_, cfg)| sim::simulate_with_router(&sc, cfg)).collect();
+    let mut rows = Vec::new();
+    let mut any_failed = false;
+    for ((name, _), res) in routers.iter().zip(results) {
+        let out = res.with_context(|| format!("simulating with router {name}"))?;
+        if let Some(dir) = &a.out {
+            write_run(&sc, &out, &dir.join(name))?;
+        }
+        any_failed |= !out.summary.slo.passed;
+        rows.push((name.clone(), out.summary));
+    }
+    print!("{}", crate::report_text::compare_table(&rows));
+    if let Some(p) = &a.json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(n, s)| serde_json::json!({"router": n, "summary": s}))
+            .collect();
+        metrics::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
+    }
+    Ok(ExitCode::from(if any_failed { EXIT_CHECK_FAILED } else { EXIT_OK }))
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
+    use std::time::Instant;
+    println!("servesim bench (one thread; wall-clock figures vary with machine load)");
+    // 1) Long run of minimal.yaml's shape with >= N requests.
+    let minimal = a.scenarios.join("minimal.yaml");
+    let probe = scenario::load(&minimal, &[])?;
+    let rate = crate::workload::describe_rate(&probe.workload).unwrap_or(20.0);
+    let secs = (a.requests as f64 / rate * 1.02).ceil() as u64;
+    let sc = scenario::load(
+        &minimal,
+        &[format!("duration={secs}s"), "output.timeseries_interval=60s".to_string()],
+    )?;
+    let t0 = Instant::now();
+    let out = sim::simulate(&sc)?;
+    let wall = t0.elapsed().as_secs_f64();
+    let n = out.summary.requests.completed;
+    println!(
+        "minimal-shape long run: {n} requests in {wall:.2} s wall = {:.0} simulated requests/s ({:.0} simulated s)",
+        n as f64 / wall,
+        out.summary.simulated_seconds
+    );
+    // 2) coding-assistant.yaml end to end including output writing.
+    let ca = a.scenarios.join("coding-assistant.yaml");
+    let t0 = Instant::now();
+    let sc = scenario::load(&ca, &[])?;
+    let out = sim::simulate(&sc)?;
+    let dir = std::env::temp_dir().join(format!("servesim-bench-{}", std::process::id()));
+    write_run(&sc, &out, &dir)?;
+    let wall = t0.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    let n = out.summary.requests.completed;
+    println!(
+        "coding-assistant (with output writing): {n} requests in {wall:.2} s wall = {:.0} simulated requests/s",
+        n as f64 / wall
+    );
+    Ok(ExitCode::from(EXIT_OK))
+}

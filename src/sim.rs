@@ -1,0 +1,98 @@
+//! One simulation from a resolved scenario to its outputs: build the workload, router and
+//! step-time model from their configs, run the engine with a [`Recorder`], and summarise.
+//! Library-level (no CLI, no wall clock) so tests, `compare`, `bench` and the planner share it.
+
+use crate::engine::{EngineParams, Simulation};
+use crate::metrics::{Recorder, RunMeta, Summary};
+use crate::rng::RngStreams;
+use crate::router::RouterConfig;
+use crate::scenario::Scenario;
+use crate::units::SimTime;
+use std::path::Path;
+
+/// Everything a run produced.
+pub struct SimOutput {
+    pub summary: Summary,
+    pub recorder: Recorder,
+    pub totals: crate::engine::RunTotals,
+}
+
+/// Errors while building a run's components (the scenario itself was already validated).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    #[error("workload: {0}")]
+    Workload(String),
+    #[error("step-time model: {0}")]
+    StepTime(String),
+    #[error("router: {0}")]
+    Router(String),
+}
+
+/// Engine parameters of a scenario.
+pub fn engine_params(sc: &Scenario) -> EngineParams {
+    let e = &sc.engine;
+    let arrivals_end = SimTime::ZERO + sc.duration;
+    EngineParams {
+        replicas: sc.replicas,
+        max_num_seqs: e.max_num_seqs,
+        max_num_batched_tokens: e.max_num_batched_tokens,
+        block_size: e.block_size,
+        num_gpu_blocks: e.num_gpu_blocks,
+        enable_prefix_caching: e.enable_prefix_caching,
+        enable_chunked_prefill: e.enable_chunked_prefill,
+        max_model_len: e.max_model_len,
+        arrivals_end,
+        hard_end: if sc.drain.as_nanos() == u64::MAX { SimTime::MAX } else { arrivals_end + sc.drain },
+        tick: sc.timeseries_interval,
+        max_run_steps: 4096,
+    }
+}
+
+fn base_dir(sc: &Scenario) -> &Path {
+    sc.source.parent().unwrap_or(Path::new("."))
+}
+
+/// Simulates `sc` with its own router.
+pub fn simulate(sc: &Scenario) -> Result<SimOutput, SimError> {
+    simulate_with_router(sc, &sc.router)
+}
+
+/// Simulates `sc` with `router` instead of the scenario's (same arrivals, same content).
+pub fn simulate_with_router(sc: &Scenario, router: &RouterConfig) -> Result<SimOutput, SimError> {
+    let streams = RngStreams::new(sc.seed);
+    let dir = base_dir(sc);
+    let workload = crate::workload::build(&sc.workload, &streams, sc.duration, dir)
+        .map_err(|e| SimError::Workload(e.to_string()))?;
+    let step_model =
+        sc.engine.step_time.build(&sc.model, &sc.gpu, sc.tp, dir).map_err(|e| SimError::StepTime(e.to_string()))?;
+    let router = crate::router::build(router, dir, sc.replicas).map_err(|e| SimError::Router(e.to_string()))?;
+    let mut recorder = Recorder::new();
+    let totals = {
+        let sim = Simulation::new(engine_params(sc), workload, router, step_model.as_ref(), &mut recorder, &streams);
+        sim.run()
+    };
+    let per_replica = totals
+        .replicas
+        .iter()
+        .map(|r| crate::metrics::ReplicaTotals {
+            prefix_queries: r.prefix_queries,
+            prefix_hits: r.prefix_hits,
+            preemptions: r.preemptions,
+        })
+        .collect();
+    let mtotals = crate::metrics::RunTotals::from_replicas(per_replica);
+    let meta = RunMeta {
+        scenario: sc.name.clone(),
+        seed: sc.seed,
+        simulated: totals.end - SimTime::ZERO,
+        replicas: sc.replicas,
+        tp: sc.tp,
+        gpu_count: sc.replicas * sc.tp,
+        price: (&sc.price).into(),
+        slo: sc.slo.clone(),
+    };
+    recorder.records.sort_by_key(|r| r.id);
+    let summary = Summary::build(&meta, &mtotals, &mut recorder);
+    Ok(SimOutput { summary, recorder, totals })
+}
