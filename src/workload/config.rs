@@ -83,10 +83,17 @@ pub struct StageConfig {
 pub struct DiurnalConfig {
     /// Peak rate in requests per second; `profile` values multiply it.
     pub peak_rate: f64,
-    /// 24 (or any count ≥ 2) relative levels in [0, 1], evenly spread over 24 h, interpolated.
+    /// 24 (or any count ≥ 1) relative levels in [0, 1]: point i is at hour i·24/n, the rate
+    /// is interpolated linearly between points, cyclically (the last point leads back to the
+    /// first at midnight).
     pub profile: Vec<f64>,
+    /// Hour of the day at simulated time zero.
+    #[serde(default)]
+    pub start_hour: f64,
 }
 
+/// User u sends its first request at U[0, think_time); each later one an Exp(think_time)
+/// after its previous request finished (completed or rejected). Each user has its own stream.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClosedLoopConfig {
@@ -197,10 +204,16 @@ pub struct CodingAssistantConfig {
     /// Mean requests per engineer per active hour at the peak of the profile.
     pub requests_per_engineer_hour: f64,
     /// Relative activity per hour of the day (24 values in [0,1]); engineers' local time.
+    /// A step function: value i holds over hour [i, i+1) (with n values, over [i·24/n, (i+1)·24/n)).
     pub hourly_profile: Vec<f64>,
     /// Hour of the day at simulated time zero.
     #[serde(default)]
     pub start_hour: f64,
+    /// Skew of repository popularity. 0 (default): engineer e works in repository e mod R.
+    /// s > 0: each engineer's repository is drawn once (seeded) with weight 1/(r+1)^s (Zipf),
+    /// so a few repositories are shared by many engineers.
+    #[serde(default)]
+    pub repo_skew: f64,
 }
 
 fn default_requests_per_file() -> u32 {
