@@ -219,7 +219,7 @@ fn table_reproduces_its_points() {
     }
     let far = t.step_ns(&prefill(512, 8000)) / 1e6;
     assert!((90.0..200.0).contains(&far), "{far} ms");
-    // The fit alone (no correction) is within 25 % of every point.
+    // NNLS keeps every coefficient non-negative (monotone, physical extrapolation).
     let c = t.coefficients_us();
     assert!(c.iter().all(|&x| x >= 0.0), "{c:?}");
 }
