@@ -3,9 +3,33 @@
 //! shape and GPU peaks with efficiency factors, the table model interpolates measured steps
 //! (the validation issue fits it), and the constant model makes hand-computed tests exact.
 
+pub mod roofline;
+pub mod table;
+
+pub use roofline::Roofline;
+pub use table::Table;
+
+use crate::catalog::{GpuSku, ModelSpec};
 use crate::units::SimDuration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Errors building a step-time model; each names the config field or the file and line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepTimeError {
+    #[error("step_time.{field}: {msg}")]
+    InvalidConfig { field: &'static str, msg: String },
+    #[error("cannot read step-time table {}: {source}", file.display())]
+    Io {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("step-time table {}{}: {msg}", file.display(), if *line > 0 { format!(", line {line}") } else { String::new() })]
+    Table { file: PathBuf, line: u64, msg: String },
+}
 
 /// Shape of one engine step, the input of every step-time model.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,13 +90,66 @@ pub struct RooflineConfig {
     pub step_overhead_us: Option<f64>,
     #[serde(default)]
     pub per_layer_us: Option<f64>,
+    /// Efficiency of attention FLOPs; defaults to the catalog's, else `flops_efficiency`.
+    #[serde(default)]
+    pub attention_flops_efficiency: Option<f64>,
+    /// Compute/memory overlap in [0, 1]: step = max(tc, tm) + (1 − overlap) · min(tc, tm).
+    #[serde(default)]
+    pub overlap: Option<f64>,
+    /// Fixed cost per scheduled sequence, microseconds.
+    #[serde(default)]
+    pub per_seq_us: Option<f64>,
+    /// Fixed cost of one TP all-reduce, microseconds.
+    #[serde(default)]
+    pub allreduce_latency_us: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TableConfig {
-    /// Path to the table (relative to the scenario file).
+    /// Path to the CSV table (relative to the scenario file), or a shipped table such as
+    /// `catalog:steptime/tiny-llama-cpu.csv`. Format: see [`table`].
     pub file: String,
+}
+
+impl StepTimeConfig {
+    /// Builds the model for one replica of `model` on `tp` GPUs of `gpu`. Table paths are
+    /// resolved against `base_dir` (the scenario file's directory).
+    pub fn build(
+        &self,
+        model: &ModelSpec,
+        gpu: &GpuSku,
+        tp: u32,
+        base_dir: &Path,
+    ) -> Result<Box<dyn StepTimeModel>, StepTimeError> {
+        match self {
+            StepTimeConfig::Roofline(c) => Ok(Box::new(Roofline::new(model, gpu, tp, c)?)),
+            StepTimeConfig::Table(c) => {
+                let path = if c.file.starts_with("catalog:") || Path::new(&c.file).is_absolute() {
+                    PathBuf::from(&c.file)
+                } else {
+                    base_dir.join(&c.file)
+                };
+                Ok(Box::new(Table::load(&path)?))
+            }
+            StepTimeConfig::Linear(c) => {
+                for (field, v) in [
+                    ("base_us", c.base_us),
+                    ("per_prefill_token_us", c.per_prefill_token_us),
+                    ("per_decode_seq_us", c.per_decode_seq_us),
+                    ("per_context_token_ns", c.per_context_token_ns),
+                ] {
+                    if !(v.is_finite() && v >= 0.0) {
+                        return Err(StepTimeError::InvalidConfig {
+                            field,
+                            msg: format!("must be finite and ≥ 0, got {v}"),
+                        });
+                    }
+                }
+                Ok(Box::new(Linear::new(c)))
+            }
+        }
+    }
 }
 
 /// step = base_us + per_prefill_token_us × prefill_tokens + per_decode_seq_us × decode_seqs
@@ -120,3 +197,6 @@ impl StepTimeModel for Linear {
         "linear"
     }
 }
+
+#[cfg(test)]
+mod tests;
