@@ -6,6 +6,11 @@
 //! applied to the tree → typed [`ScenarioFile`] (from the original text when there are no
 //! overrides, so scalars are read by their target type; otherwise from the tree re-emitted as
 //! YAML) → check for keys serde ignored → [`resolve`](super::resolve).
+//!
+//! Known limit of the override path: the tree stores scalars as YAML typed them, so with any
+//! `--set` an unquoted `vllm_version: 0.10` reaches the typed pass as `0.1`; quote versions.
+//! Lines in messages come from the original text; values set by `--set` have none, and the
+//! message names the `--set` argument instead.
 
 use super::Scenario;
 use super::error::{FieldPath, ScenarioError, Seg, did_you_mean, suggest};
@@ -146,7 +151,7 @@ fn parse_str(text: &str, source: &Path, overrides: &[String]) -> Result<Parsed, 
         &reemitted
     };
     let ctx = Ctx { file: source, tree: &tree, overrides: &applied };
-    let parsed = typed(typed_text).map_err(|(path, e)| ctx.typed_error(path, &e, applied.is_empty()))?;
+    let parsed = typed(typed_text).map_err(|b| ctx.typed_error(b.0, &b.1, applied.is_empty()))?;
 
     // 4. Keys serde accepted without using them (e.g. `router: {kind: random, x: 1}`).
     let echoed = serde_json::to_value(&parsed).expect("a parsed scenario serializes");
@@ -183,7 +188,7 @@ fn parse_override(arg: &str, source: &Path) -> Result<(FieldPath, Tree), Scenari
 }
 
 /// Typed deserialization, tracking the field path of the first error.
-fn typed(text: &str) -> Result<ScenarioFile, (FieldPath, YamlError)> {
+fn typed(text: &str) -> Result<ScenarioFile, Box<(FieldPath, YamlError)>> {
     let mut path = FieldPath::root();
     let r = serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
         serde_path_to_error::deserialize(de).map_err(|e| {
@@ -191,7 +196,7 @@ fn typed(text: &str) -> Result<ScenarioFile, (FieldPath, YamlError)> {
             e.into_inner()
         })
     });
-    r.map_err(|e| (path, e))
+    r.map_err(|e| Box::new((path, e)))
 }
 
 fn convert_path(p: &serde_path_to_error::Path) -> FieldPath {
@@ -294,7 +299,7 @@ fn classify(e: &YamlError) -> Kind {
 fn friendlier(msg: &str, found: Option<&Tree>) -> String {
     let mut m = msg.to_owned();
     if let Some(i) = m.find("internally tagged enum ") {
-        let end = m[i..].find(|c: char| c == ',' || c == ';').map_or(m.len(), |j| i + j);
+        let end = m[i..].find([',', ';']).map_or(m.len(), |j| i + j);
         m.replace_range(i..end, "a map with a `kind:` field");
     }
     if m.starts_with("expected ")

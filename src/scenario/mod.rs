@@ -66,3 +66,6 @@ pub struct EngineSettings {
     pub kv_sizing: Option<KvSizing>,
     pub step_time: StepTimeConfig,
 }
+
+#[cfg(test)]
+mod tests;

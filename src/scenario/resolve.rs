@@ -320,6 +320,11 @@ fn resolve_engine(
     })
 }
 
+#[cfg(test)]
+pub(crate) fn resolve_engine_for_test(e: &EngineFile, model: &ModelSpec, gpu: &GpuSku, tp: u32) -> EngineSettings {
+    resolve_engine(e, model, gpu, tp, Path::new(".")).unwrap()
+}
+
 fn finite_nonneg(field: &str, v: f64) -> Result<(), Fail> {
     if v.is_finite() && v >= 0.0 { Ok(()) } else { fail(field, format!("{v} must be a finite, non-negative number")) }
 }
