@@ -2,9 +2,21 @@
 //! with serde-saphyr under input budgets, and resolution fills vLLM's defaults and checks
 //! cross-field rules once, producing an immutable [`Scenario`].
 
+mod error;
+mod load;
 pub mod raw;
+mod resolve;
+mod tree;
 
+pub use error::ScenarioError;
+pub use load::{MAX_FILE_BYTES, load, load_str, parse_file};
 pub use raw::ScenarioFile;
+pub use resolve::{DEFAULT_DRAIN, DEFAULT_NON_KV_OVERHEAD_GIB, MAX_REPLICAS, VALID_BLOCK_SIZES, resolve};
+
+/// JSON Schema (draft 2020-12) of the scenario file, for editors and `servesim schema`.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ScenarioFile)).expect("a JSON schema serializes")
+}
 
 use crate::catalog::{GpuSku, KvSizing, ModelSpec, Price};
 use crate::router::RouterConfig;
@@ -54,3 +66,6 @@ pub struct EngineSettings {
     pub kv_sizing: Option<KvSizing>,
     pub step_time: StepTimeConfig,
 }
+
+#[cfg(test)]
+mod tests;
