@@ -95,7 +95,7 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     let routers: Vec<(String, crate::router::RouterConfig)> = a
         .routers
         .iter()
-        .map(|name| Ok((name.clone(), crate::router::parse_router_name(name)?)))
+        .map(|name| Ok((name.clone(), parse_router_name(name)?)))
         .collect::<Result<_>>()?;
     let results: Vec<Result<sim::SimOutput, sim::SimError>> =
         routers.par_iter().map(|(_, cfg)| sim::simulate_with_router(&sc, cfg)).collect();
@@ -109,7 +109,7 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
         any_failed |= !out.summary.slo.passed;
         rows.push((name.clone(), out.summary));
     }
-    print!("{}", crate::report_text::compare_table(&rows));
+    print!("{}", compare_table(&rows));
     if let Some(p) = &a.json {
         let v: Vec<serde_json::Value> = rows
             .iter()
@@ -126,7 +126,10 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
     // 1) Long run of minimal.yaml's shape with >= N requests.
     let minimal = a.scenarios.join("minimal.yaml");
     let probe = scenario::load(&minimal, &[])?;
-    let rate = crate::workload::describe_rate(&probe.workload).unwrap_or(20.0);
+    let rate = crate::workload::build(&probe.workload, &crate::rng::RngStreams::new(probe.seed), probe.duration, std::path::Path::new("."))
+        .ok()
+        .and_then(|w| w.mean_rate())
+        .unwrap_or(20.0);
     let secs = (a.requests as f64 / rate * 1.02).ceil() as u64;
     let sc = scenario::load(
         &minimal,
@@ -156,4 +159,56 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         n as f64 / wall
     );
     Ok(ExitCode::from(EXIT_OK))
+}
+
+/// `round_robin`, `random`, `least_requests`, `power_of_two`, `kubernetes_service`, `epp`
+/// (default profile) or `epp:<profile>`.
+pub fn parse_router_name(name: &str) -> Result<crate::router::RouterConfig> {
+    let yaml = match name.split_once(':') {
+        Some(("epp", profile)) => format!("{{kind: epp, profile: \"{profile}\"}}"),
+        Some(_) => anyhow::bail!("router `{name}`: only `epp:<profile>` takes a suffix"),
+        None if name == "epp" => "{kind: epp, profile: default}".to_string(),
+        None => format!("{{kind: {name}}}"),
+    };
+    serde_saphyr::from_str::<crate::router::RouterConfig>(&yaml).map_err(|e| {
+        anyhow::anyhow!(
+            "unknown router `{name}` ({e}); valid: round_robin, random, least_requests, power_of_two, kubernetes_service, epp, epp:<profile>"
+        )
+    })
+}
+
+/// Side-by-side text table of router results.
+pub fn compare_table(rows: &[(String, Summary)]) -> String {
+    use std::fmt::Write as _;
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{:.1}", x * 1e3));
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>9} {:>10}",
+        "router", "TTFT mean", "TTFT p90", "TTFT p99", "TPOT mean", "TPOT p90", "E2E mean", "E2E p99", "req/s", "hit", "preempt", "imbalance", "cost $"
+    );
+    for (name, s) in rows {
+        let per: Vec<f64> = s.per_replica.iter().map(|r| r.requests as f64).collect();
+        let mean = per.iter().sum::<f64>() / per.len().max(1) as f64;
+        let imb = if mean > 0.0 { per.iter().cloned().fold(0.0, f64::max) / mean } else { 0.0 };
+        let _ = writeln!(
+            t,
+            "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8.2} {:>7.3} {:>8} {:>9.2} {:>10.2}",
+            name,
+            ms(s.ttft_s.mean),
+            ms(s.ttft_s.p90),
+            ms(s.ttft_s.p99),
+            ms(s.tpot_s.mean),
+            ms(s.tpot_s.p90),
+            ms(s.e2e_s.mean),
+            ms(s.e2e_s.p99),
+            s.throughput.requests_per_s.unwrap_or(0.0),
+            s.prefix_hit_rate.unwrap_or(0.0),
+            s.preemptions,
+            imb,
+            s.cost_usd
+        );
+    }
+    let _ = writeln!(t, "(latencies in ms; imbalance = max/mean requests per replica)");
+    t
 }

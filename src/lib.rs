@@ -5,7 +5,9 @@
 //! component ([`rng`]), integer nanosecond time ([`units`]), and a documented total order of
 //! events ([`engine`]). Same scenario + seed ⇒ byte-identical outputs.
 
+pub mod app;
 pub mod catalog;
+pub mod cli;
 pub mod content;
 pub mod engine;
 pub mod kv_cache;
@@ -16,3 +18,5 @@ pub mod scenario;
 pub mod step_time;
 pub mod units;
 pub mod workload;
+
+pub mod sim;

@@ -66,7 +66,8 @@ pub fn simulate_with_router(sc: &Scenario, router: &RouterConfig) -> Result<SimO
         .map_err(|e| SimError::Workload(e.to_string()))?;
     let step_model =
         sc.engine.step_time.build(&sc.model, &sc.gpu, sc.tp, dir).map_err(|e| SimError::StepTime(e.to_string()))?;
-    let router = crate::router::build(router, dir, sc.replicas).map_err(|e| SimError::Router(e.to_string()))?;
+    let ctx = crate::router::RouterBuildCtx { base_dir: dir.to_path_buf(), replicas: sc.replicas };
+    let router = router.build(&ctx).map_err(|e| SimError::Router(e.to_string()))?;
     let mut recorder = Recorder::new();
     let totals = {
         let sim = Simulation::new(engine_params(sc), workload, router, step_model.as_ref(), &mut recorder, &streams);

@@ -658,6 +658,7 @@ impl<'a> Simulation<'a> {
                     rep.totals.generation_tokens += 1;
                     if a.first_token.is_none() {
                         a.first_token = Some(now);
+                        self.router.on_first_token(now, a.spec.id, ReplicaId(r as u32));
                     } else if a.last_token != plan.start {
                         self.observer.on_itl_gap(now - a.last_token);
                     }
