@@ -264,7 +264,8 @@ impl KvCache {
         let bi = b as usize;
         if self.has_hash[bi] {
             let h = self.hash[bi];
-            if self.map.get(&h) == Some(&b) {
+            // Chain-held blocks are found through their chain, not the map.
+            if self.tag_chain[bi] == NIL && self.map.get(&h) == Some(&b) {
                 self.map.remove(&h);
             }
             self.has_hash[bi] = false;
@@ -379,53 +380,57 @@ impl KvCache {
         }
         if self.prefix_caching {
             let full = (computed_after / self.block_size).min(hashes.len()).min(seq.num_blocks());
-            while seq.registered < full {
-                self.register(seq, hashes, seq.registered);
-                seq.registered += 1;
+            if seq.registered < full {
+                self.register_range(seq, hashes, full);
             }
         }
         true
     }
 
-    fn register(&mut self, seq: &mut SeqKv, hashes: &SeqHashes<'_>, pos: u32) {
-        let h = hashes.get(pos).expect("registering a position without a hash");
-        // Which block is at `pos`: chain-held positions are already registered, so it is private.
-        let idx = (pos - seq.chain_hold) as usize;
-        let b = seq.blocks[idx];
-        let bi = b as usize;
-        if self.has_hash[bi] {
-            return; // a hit block: already cached
-        }
-        if let Some(c) = seq.chain
-            && pos < seq.chain_blocks
-            && !seq.chain_frozen
-            && pos == seq.chain_hold
-        {
-            let ci = c.0 as usize;
-            if self.chains[ci].resident[pos as usize] == NIL {
-                // Convert the private block into a chain-held block.
-                self.chains[ci].resident[pos as usize] = b;
-                self.tag_chain[bi] = c.0;
-                self.tag_pos[bi] = pos;
-                self.ref_cnt[bi] -= 1;
-                debug_assert_eq!(self.ref_cnt[bi], 0);
-                seq.blocks.remove(0);
-                let st = &mut self.chains[ci];
-                st.remove_hold(seq.chain_hold);
-                seq.chain_hold += 1;
-                st.add_hold(seq.chain_hold);
-            } else {
-                seq.chain_frozen = true;
+    /// Registers positions `seq.registered..full`. Leading positions of the shared chain that
+    /// are not cached yet become chain-held blocks (converted in one batch at the end).
+    fn register_range(&mut self, seq: &mut SeqKv, hashes: &SeqHashes<'_>, full: u32) {
+        let hold0 = seq.chain_hold;
+        let mut converted = 0u32;
+        for pos in seq.registered..full {
+            let h = hashes.get(pos).expect("registering a position without a hash");
+            // Chain-held positions are registered already, so `pos` is a private block.
+            let b = seq.blocks[(pos - hold0) as usize];
+            let bi = b as usize;
+            if self.has_hash[bi] {
+                continue; // a hit block: already cached
             }
-        } else if pos < seq.chain_blocks {
-            seq.chain_frozen = true;
+            if pos < seq.chain_blocks {
+                let c = seq.chain.expect("chain positions imply a chain");
+                let ci = c.0 as usize;
+                if !seq.chain_frozen && pos == hold0 + converted && self.chains[ci].resident[pos as usize] == NIL {
+                    self.chains[ci].resident[pos as usize] = b;
+                    self.tag_chain[bi] = c.0;
+                    self.tag_pos[bi] = pos;
+                    self.ref_cnt[bi] -= 1;
+                    debug_assert_eq!(self.ref_cnt[bi], 0);
+                    converted += 1;
+                } else {
+                    seq.chain_frozen = true;
+                }
+            }
+            self.hash[bi] = h;
+            self.has_hash[bi] = true;
+            self.num_cached += 1;
+            if self.tag_chain[bi] == NIL {
+                self.map.entry(h).or_insert(b);
+            }
+            if let Some(ev) = self.events.as_mut() {
+                ev.push(KvChange::Stored(h));
+            }
         }
-        self.hash[bi] = h;
-        self.has_hash[bi] = true;
-        self.num_cached += 1;
-        self.map.entry(h).or_insert(b);
-        if let Some(ev) = self.events.as_mut() {
-            ev.push(KvChange::Stored(h));
+        seq.registered = full;
+        if converted > 0 {
+            seq.blocks.drain(..converted as usize);
+            let st = &mut self.chains[seq.chain.expect("converted chain blocks").0 as usize];
+            st.remove_hold(hold0);
+            seq.chain_hold = hold0 + converted;
+            st.add_hold(seq.chain_hold);
         }
     }
 
