@@ -11,12 +11,15 @@
 //!
 //! # Skipping ahead
 //! When a step is decode-only (no prefill chunk, no admission, no preemption), the batch stays
-//! the same until a request finishes, the KV pool runs short, or something else happens in
-//! the cluster. The replica then plans a *run* of identical-batch steps in one event, up to the
-//! earliest pending event or arrival (nothing can observe or change the replica before that),
-//! the first finish, and the free blocks. Each step's duration is still computed one by one
-//! from its own context length, so timestamps are exactly those of single stepping; only
-//! the bookkeeping is batched. Runs are off while KV events are delivered to a router.
+//! the same until a request finishes or the KV pool runs short, unless a new request reaches
+//! the replica. The replica then plans a *run* of identical-batch steps in one event, up to the
+//! first finish and the free blocks. Each step's duration is still computed one by one from its
+//! own context length, so timestamps are exactly those of single stepping. A request reaching
+//! the replica mid-run truncates the run after the step in flight (where single stepping would
+//! have considered it); observations mid-run (ticks, scrapes) see the state after the last
+//! completed step of the run, computed on the fly. Blocks for the run's later steps are taken
+//! when the run completes: nothing can look at this replica's pool in between. Runs are off
+//! while KV events are delivered to a router (their timing would shift).
 
 pub mod queue;
 
@@ -193,7 +196,7 @@ impl<'a> Simulation<'a> {
                     scraped: ReplicaSample::default(),
                     pending_scrape: None,
                 };
-                r.scraped = sample(i, &r);
+                r.scraped = sample(i, &r, &[], SimTime::ZERO);
                 r
             })
             .collect();
@@ -312,7 +315,7 @@ impl<'a> Simulation<'a> {
         self.cands.clear();
         let fresh = self.router.scrape().is_none();
         for (i, r) in self.replicas.iter().enumerate() {
-            let scraped = if fresh { sample(i as u32, r) } else { r.scraped };
+            let scraped = if fresh { sample(i as u32, r, &self.slab, self.now) } else { r.scraped };
             self.cands.push(Candidate {
                 id: ReplicaId(i as u32),
                 scraped,
@@ -366,11 +369,28 @@ impl<'a> Simulation<'a> {
 
     fn deliver(&mut self, slot: u32) {
         let r = self.slab[slot as usize].as_ref().expect("delivered request exists").replica as usize;
+        let now = self.now;
         let rep = &mut self.replicas[r];
         rep.waiting.push_back(slot);
         rep.totals.max_waiting = rep.totals.max_waiting.max(rep.waiting.len() as u32);
         if !rep.busy {
             self.start_step(r);
+        } else if rep.plan.durations.len() > 1 {
+            // Truncate the run after the step in flight: the new request is considered there.
+            let mut end = rep.plan.start;
+            let mut m = 0;
+            for d in &rep.plan.durations {
+                end += *d;
+                m += 1;
+                if end >= now {
+                    break;
+                }
+            }
+            if m < rep.plan.durations.len() {
+                rep.plan.durations.truncate(m);
+                rep.generation += 1;
+                self.queue.push(end, Event::StepDone { replica: r as u32, generation: rep.generation });
+            }
         }
     }
 
@@ -385,7 +405,7 @@ impl<'a> Simulation<'a> {
             Event::Deliver { slot } => self.deliver(slot),
             Event::Scrape { replica } => {
                 let sc = self.router.scrape().expect("scrape events only with a scrape config");
-                let s = sample(replica, &self.replicas[replica as usize]);
+                let s = sample(replica, &self.replicas[replica as usize], &self.slab, self.now);
                 if sc.latency > SimDuration::ZERO {
                     self.replicas[replica as usize].pending_scrape = Some(s);
                     self.queue.push(self.now + sc.latency, Event::ScrapeVisible { replica });
@@ -409,7 +429,7 @@ impl<'a> Simulation<'a> {
             }
             Event::Tick => {
                 let samples: Vec<ReplicaSample> =
-                    self.replicas.iter().enumerate().map(|(i, r)| sample(i as u32, r)).collect();
+                    self.replicas.iter().enumerate().map(|(i, r)| sample(i as u32, r, &self.slab, self.now)).collect();
                 self.observer.on_tick(self.now, &samples);
                 let more = self.workload.peek_time().is_some_and(|t| t < self.p.arrivals_end) || !self.idle();
                 if more {
@@ -540,66 +560,37 @@ impl<'a> Simulation<'a> {
         let mut end = now + d;
 
         // Runs of identical decode steps (see module docs).
-        if plan.decode_only && p.max_run_steps > 1 && self.kv_lag.is_none() {
-            let horizon = {
-                let a = self.workload.peek_time().filter(|&t| t < p.arrivals_end).unwrap_or(SimTime::MAX);
-                let e = self.queue.peek_time().unwrap_or(SimTime::MAX);
-                a.min(e).min(p.hard_end)
-            };
-            if end < horizon {
-                let k_fin = plan
-                    .items
-                    .iter()
-                    .map(|&(s, _)| {
-                        let a = slab[s as usize].as_ref().expect("item");
-                        a.spec.output.0 - a.out_done
-                    })
-                    .min()
-                    .unwrap_or(1)
-                    .min(p.max_run_steps);
-                // Extra blocks needed for steps 2..=k, monotone in k.
-                let extra_blocks = |k: u32| -> u32 {
-                    plan.items
-                        .iter()
-                        .map(|&(s, _)| {
-                            let a = slab[s as usize].as_ref().expect("item");
-                            (a.num_computed + k).div_ceil(bs) - (a.num_computed + 1).div_ceil(bs)
-                        })
-                        .sum()
-                };
-                let free = rep.kv.num_free();
-                let mut k_max = k_fin;
-                if extra_blocks(k_max) > free {
-                    let (mut lo, mut hi) = (1u32, k_max);
-                    while lo + 1 < hi {
-                        let mid = lo + (hi - lo) / 2;
-                        if extra_blocks(mid) <= free { lo = mid } else { hi = mid }
-                    }
-                    k_max = lo;
+        if plan.decode_only && p.max_run_steps > 1 && self.kv_lag.is_none() && end < p.hard_end {
+            let k_fin = plan
+                .items
+                .iter()
+                .map(|&(s, _)| {
+                    let a = slab[s as usize].as_ref().expect("item");
+                    a.spec.output.0 - a.out_done
+                })
+                .min()
+                .unwrap_or(1)
+                .min(p.max_run_steps);
+            let free = rep.kv.num_free();
+            let mut k_max = k_fin;
+            if run_extra_blocks(slab, &plan.items, bs, k_max) > free {
+                let (mut lo, mut hi) = (1u32, k_max);
+                while lo + 1 < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if run_extra_blocks(slab, &plan.items, bs, mid) <= free { lo = mid } else { hi = mid }
                 }
-                let b = plan.items.len() as u64;
-                let mut sh = shape;
-                while (plan.durations.len() as u32) < k_max {
-                    sh.decode_context += b;
-                    let dj = self.step_model.step_time(&sh);
-                    if end + dj > horizon {
-                        break;
-                    }
-                    end += dj;
-                    plan.durations.push(dj);
+                k_max = lo;
+            }
+            let b = plan.items.len() as u64;
+            let mut sh = shape;
+            while (plan.durations.len() as u32) < k_max {
+                sh.decode_context += b;
+                let dj = self.step_model.step_time(&sh);
+                if end + dj > p.hard_end {
+                    break;
                 }
-                let k = plan.durations.len() as u32;
-                if k > 1 {
-                    // Allocate (and register) the blocks of steps 2..=k now; nothing can
-                    // observe the replica before the run ends.
-                    for &(s, _) in &plan.items {
-                        let a = slab[s as usize].as_mut().expect("item");
-                        let target = a.num_computed + k;
-                        let hs = seq_hashes!(chains, a);
-                        let ok = rep.kv.allocate(&mut a.kv, &hs, target, target);
-                        assert!(ok, "run allocation checked against free blocks");
-                    }
-                }
+                end += dj;
+                plan.durations.push(dj);
             }
         }
 
@@ -639,6 +630,17 @@ impl<'a> Simulation<'a> {
             self.observer.on_steps(now, ReplicaId(r as u32), &later, &plan.durations[1..], plan.items.len() as u32);
         }
         self.finished.clear();
+        if k > 1 {
+            // Blocks of steps 2..=k of the run (see module docs).
+            let chains = &self.chains;
+            for &(slot, _) in &plan.items {
+                let a = self.slab[slot as usize].as_mut().expect("scheduled request");
+                let target = a.num_computed + k;
+                let hs = seq_hashes!(chains, a);
+                let ok = rep.kv.allocate(&mut a.kv, &hs, target, target);
+                assert!(ok, "run allocation was checked against free blocks");
+            }
+        }
         for &(slot, n) in &plan.items {
             let a = self.slab[slot as usize].as_mut().expect("scheduled request");
             let is_prefill = !(a.out_done > 0 && n == 1 && a.num_computed + 1 == a.num_tokens());
@@ -646,7 +648,11 @@ impl<'a> Simulation<'a> {
                 rep.totals.prompt_tokens += n as u64;
             }
             if k > 1 {
-                // A run: k decode tokens, the last one at `now`.
+                // A run: k decode tokens, the last one at `now`. The first step's token of a
+                // request that skipped the previous step is a gap of its own.
+                if a.last_token != plan.start {
+                    self.observer.on_itl_gap(step1_end - a.last_token);
+                }
                 a.num_computed += k;
                 a.out_done += k;
                 rep.totals.generation_tokens += k as u64;
@@ -701,8 +707,22 @@ fn add_to_shape(shape: &mut BatchShape, a: &Active, n: u32, decode_only: &mut bo
     }
 }
 
-fn sample(i: u32, r: &Replica) -> ReplicaSample {
-    ReplicaSample {
+/// Extra blocks a run of `k` decode steps takes beyond its first step (monotone in `k`).
+fn run_extra_blocks(slab: &[Option<Active>], items: &[(u32, u32)], bs: u32, k: u32) -> u32 {
+    items
+        .iter()
+        .map(|&(s, _)| {
+            let a = slab[s as usize].as_ref().expect("run item");
+            (a.num_computed + k).div_ceil(bs) - (a.num_computed + 1).div_ceil(bs)
+        })
+        .sum()
+}
+
+/// Replica metrics at `now`, as a scrape would read them: the state after the last completed
+/// step. Inside a run of decode steps the completed part is accounted on the fly; cached-block
+/// counts are those at the run's start.
+fn sample(i: u32, r: &Replica, slab: &[Option<Active>], now: SimTime) -> ReplicaSample {
+    let mut s = ReplicaSample {
         replica: ReplicaId(i),
         running: r.running.len() as u32,
         waiting: r.waiting.len() as u32,
@@ -715,7 +735,27 @@ fn sample(i: u32, r: &Replica) -> ReplicaSample {
         generation_tokens: r.totals.generation_tokens,
         preemptions: r.totals.preemptions,
         steps: r.totals.steps,
+    };
+    let k = r.plan.durations.len() as u32;
+    if r.busy && k > 1 {
+        let mut end = r.plan.start;
+        let mut done = 0u32;
+        for d in &r.plan.durations {
+            end += *d;
+            if end > now {
+                break;
+            }
+            done += 1;
+        }
+        let b = r.plan.items.len() as u64;
+        s.generation_tokens += done as u64 * b;
+        s.steps += done as u64;
+        let in_flight = (done + 1).min(k);
+        let extra = run_extra_blocks(slab, &r.plan.items, r.kv.block_size(), in_flight);
+        let free = r.kv.num_free().saturating_sub(extra);
+        s.kv_usage = 1.0 - free as f64 / (r.kv.num_blocks() - 1) as f64;
     }
+    s
 }
 
 fn record(a: &Active, outcome: Outcome) -> RequestRecord {

@@ -82,11 +82,22 @@ pub(crate) fn params(replicas: u32, blocks: u32, bs: u32, budget: u32, seqs: u32
 }
 
 fn run_with(p: EngineParams, reqs: Vec<RequestSpec>, arena: ChainArena) -> (Vec<RequestRecord>, RunTotals, Collect) {
-    let model = Linear::new(&LinearConfig { base_us: 10_000.0, ..Default::default() });
+    run_with_router(p, reqs, arena, &RouterConfig::RoundRobin, LinearConfig { base_us: 10_000.0, ..Default::default() })
+}
+
+fn run_with_router(
+    p: EngineParams,
+    reqs: Vec<RequestSpec>,
+    arena: ChainArena,
+    router: &RouterConfig,
+    model: LinearConfig,
+) -> (Vec<RequestRecord>, RunTotals, Collect) {
+    let model = Linear::new(&model);
     let mut obs = Collect::default();
     let totals = {
         let wl = Box::new(VecWorkload { reqs: reqs.into(), arena });
-        let sim = Simulation::new(p, wl, RouterConfig::RoundRobin.build(&Default::default()).unwrap(), &model, &mut obs, &RngStreams::new(1));
+        let sim =
+            Simulation::new(p, wl, router.build(&Default::default()).unwrap(), &model, &mut obs, &RngStreams::new(1));
         sim.run()
     };
     let mut recs = obs.recs.clone();
@@ -351,4 +362,41 @@ fn same_seed_is_identical_and_hard_end_keeps_in_flight() {
     let inflight = a.iter().filter(|r| r.outcome == Outcome::InFlight).count();
     assert!(inflight > 0, "requests arriving before the hard end but unfinished are in flight");
     assert_eq!(a.len(), reqs.iter().filter(|r| r.arrival <= SimTime(500 * MS)).count());
+}
+
+#[test]
+fn runs_match_single_stepping_with_epp_scrapes_latency_and_ticks() {
+    // Context-dependent step times, a scraping router with decision latency, and ticks: every
+    // observation and routing decision must be the same whether decode steps run singly or
+    // in runs.
+    let epp: RouterConfig = serde_saphyr::from_str("{kind: epp, profile: default}").unwrap();
+    let model = LinearConfig {
+        base_us: 7_000.0,
+        per_prefill_token_us: 20.0,
+        per_decode_seq_us: 150.0,
+        per_context_token_ns: 900.0,
+    };
+    for seed in 1..4 {
+        let (reqs, arena) = random_workload(seed, 400);
+        let mut p1 = params(3, 50, 4, 64, 8);
+        p1.tick = SimDuration::from_millis(100);
+        p1.max_run_steps = 1;
+        let mut p2 = p1.clone();
+        p2.max_run_steps = 4096;
+        for router in [&epp, &RouterConfig::RoundRobin] {
+            let (a, ta, oa) = run_with_router(p1.clone(), reqs.clone(), arena.clone(), router, model.clone());
+            let (b, tb, ob) = run_with_router(p2.clone(), reqs.clone(), arena.clone(), router, model.clone());
+            assert_eq!(a, b, "seed {seed}: records differ between single steps and runs");
+            assert_eq!(
+                ta.replicas.iter().map(|r| r.steps).collect::<Vec<_>>(),
+                tb.replicas.iter().map(|r| r.steps).collect::<Vec<_>>()
+            );
+            assert_eq!(oa.ticks, ob.ticks);
+            let wa: u64 = oa.itl_weighted.iter().map(|x| x.1 as u64).sum::<u64>() + oa.gaps.len() as u64;
+            let wb: u64 = ob.itl_weighted.iter().map(|x| x.1 as u64).sum::<u64>() + ob.gaps.len() as u64;
+            let expect: u64 = a.iter().map(|r| r.output_tokens as u64 - 1).sum();
+            assert_eq!(wa, expect, "single stepping: one ITL sample per token after the first ({})", router.label());
+            assert_eq!(wb, expect, "runs: one ITL sample per token after the first ({})", router.label());
+        }
+    }
 }
