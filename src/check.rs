@@ -521,7 +521,7 @@ pub fn run(opts: &CheckOptions) -> Result<CheckRun, CheckError> {
         jobs.par_iter().map(|(i, r)| simulate(&baselines[*i].1, r, extra)).collect();
 
     let mut run = CheckRun::default();
-    for (i, (_, b)) in baselines.iter().enumerate() {
+    for (_, b) in &baselines {
         if b.servesim_version != env!("CARGO_PKG_VERSION") && !opts.update {
             run.report.notes.push(format!(
                 "{}: recorded with servesim {}, running {}",
@@ -530,7 +530,6 @@ pub fn run(opts: &CheckOptions) -> Result<CheckRun, CheckError> {
                 env!("CARGO_PKG_VERSION")
             ));
         }
-        let _ = i;
     }
     let mut updated: Vec<BaselineFile> = baselines.iter().map(|(_, b)| b.clone()).collect();
     for ((i, router), res) in jobs.iter().zip(results) {
