@@ -1,7 +1,7 @@
 //! Subcommand orchestration: load → build → run → export. The only module that uses anyhow
 //! and the wall clock (for `bench` and progress figures), never inside a simulation.
 
-use crate::cli::{BenchArgs, Cli, Command, CompareArgs, RunArgs, ScenarioArgs};
+use crate::cli::{BenchArgs, CheckArgs, Cli, Command, CompareArgs, RunArgs, ScenarioArgs};
 use crate::metrics::{self, Summary};
 use crate::scenario::{self, Scenario};
 use crate::sim;
@@ -39,6 +39,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Compare(a) => cmd_compare(a),
         Command::Bench(a) => cmd_bench(a),
+        Command::Check(a) => cmd_check(a),
     }
 }
 
@@ -90,29 +91,68 @@ fn one_line(s: &Summary) -> String {
 }
 
 fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
-    use rayon::prelude::*;
     let sc = load(&a.scenario)?;
     let routers: Vec<(String, crate::router::RouterConfig)> =
         a.routers.iter().map(|name| Ok((name.clone(), parse_router_name(name)?))).collect::<Result<_>>()?;
-    let results: Vec<Result<sim::SimOutput, sim::SimError>> =
-        routers.par_iter().map(|(_, cfg)| sim::simulate_with_router(&sc, cfg)).collect();
+    let results = sim::simulate_routers(&sc, &routers);
     let mut rows = Vec::new();
+    let mut stage_tables = String::new();
     let mut any_failed = false;
     for ((name, _), res) in routers.iter().zip(results) {
         let out = res.with_context(|| format!("simulating with router {name}"))?;
         if let Some(dir) = &a.out {
             write_run(&sc, &out, &dir.join(name))?;
         }
+        if a.per_stage {
+            match crate::stages::per_stage(&sc, &out) {
+                Some(st) => stage_tables.push_str(&crate::stages::render_markdown(name, &st)),
+                None => anyhow::bail!("--per-stage needs a workload with `arrival: {{kind: stages}}`"),
+            }
+            stage_tables.push('\n');
+        }
         any_failed |= !out.summary.slo.passed;
         rows.push((name.clone(), out.summary));
     }
     print!("{}", compare_table(&rows));
+    if a.per_stage {
+        print!("\n{stage_tables}");
+    }
     if let Some(p) = &a.json {
         let v: Vec<serde_json::Value> =
             rows.iter().map(|(n, s)| serde_json::json!({"router": n, "summary": s})).collect();
         metrics::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
     Ok(ExitCode::from(if any_failed { EXIT_CHECK_FAILED } else { EXIT_OK }))
+}
+
+fn cmd_check(a: CheckArgs) -> Result<ExitCode> {
+    use crate::check;
+    let opts = check::CheckOptions {
+        baseline: a.baseline,
+        scenarios: a.scenarios,
+        extra_overrides: a.set,
+        update: a.update,
+        routers: a.routers,
+    };
+    let run = check::run(&opts)?;
+    if opts.update {
+        let errs: Vec<_> = run.report.rows.iter().filter(|r| r.status == check::Status::Error).collect();
+        for r in &errs {
+            eprintln!("error: {} / {} {}: {}", r.scenario, r.router, r.metric, r.message);
+        }
+        for p in &run.written {
+            println!("wrote {}", p.display());
+        }
+        return Ok(ExitCode::from(if errs.is_empty() { EXIT_OK } else { EXIT_ERROR }));
+    }
+    print!("{}", check::render_table(&run.report, a.verbose));
+    if let Some(p) = &a.junit {
+        metrics::write_atomic(p, check::render_junit(&run.report).as_bytes())?;
+    }
+    if let Some(p) = &a.json {
+        metrics::write_atomic(p, serde_json::to_string_pretty(&run.report)?.as_bytes())?;
+    }
+    Ok(ExitCode::from(run.report.exit_code()))
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {

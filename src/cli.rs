@@ -27,6 +27,10 @@ pub enum Command {
     Compare(CompareArgs),
     /// Measure the simulator's own speed (simulated requests per wall-second).
     Bench(BenchArgs),
+    /// Regression gate: re-run the scenarios named in baseline files and compare each metric
+    /// with its recorded value (exit 1 on a regression).
+    #[command(after_help = EXIT_CODES)]
+    Check(CheckArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,6 +77,9 @@ pub struct CompareArgs {
     /// Write each router's full outputs under DIR/<router>/.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also print a per-stage table (markdown) for `arrival: {kind: stages}` workloads.
+    #[arg(long)]
+    pub per_stage: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,4 +90,33 @@ pub struct BenchArgs {
     /// Folder with the bundled scenarios.
     #[arg(long, default_value = "scenarios")]
     pub scenarios: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Only these scenarios (scenario path or file stem); with --update, scenarios without a
+    /// baseline get a new one.
+    pub scenarios: Vec<PathBuf>,
+    /// Baseline folder (every *.yaml / *.json in it) or a single baseline file.
+    #[arg(long, default_value = "validation/baselines")]
+    pub baseline: PathBuf,
+    /// Rewrite the baselines with the current values (never in CI).
+    #[arg(long)]
+    pub update: bool,
+    /// Extra override on top of each baseline's own, to gate a proposed change:
+    /// `--set engine.max_num_seqs=64`. With --update on a new scenario: recorded overrides.
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Routers for a new baseline (--update): comma-separated, as for `compare`.
+    #[arg(long, value_delimiter = ',')]
+    pub routers: Vec<String>,
+    /// Write a JUnit XML report (one testcase per scenario, router and metric).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Write the rows as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Print every metric, not only those that moved.
+    #[arg(long, short)]
+    pub verbose: bool,
 }

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod catalog;
+pub mod check;
 pub mod cli;
 pub mod content;
 pub mod engine;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod rng;
 pub mod router;
 pub mod scenario;
+pub mod stages;
 pub mod step_time;
 pub mod units;
 pub mod workload;

@@ -97,3 +97,10 @@ pub fn simulate_with_router(sc: &Scenario, router: &RouterConfig) -> Result<SimO
     let summary = Summary::build(&meta, &mtotals, &mut recorder);
     Ok(SimOutput { summary, recorder, totals })
 }
+
+/// Simulates `sc` once per router, in parallel (rayon); results in `routers` order, each
+/// identical to a sequential [`simulate_with_router`] (every run owns its RNG streams).
+pub fn simulate_routers<N: Sync>(sc: &Scenario, routers: &[(N, RouterConfig)]) -> Vec<Result<SimOutput, SimError>> {
+    use rayon::prelude::*;
+    routers.par_iter().map(|(_, cfg)| simulate_with_router(sc, cfg)).collect()
+}
