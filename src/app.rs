@@ -40,6 +40,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Compare(a) => cmd_compare(a),
         Command::Bench(a) => cmd_bench(a),
         Command::Check(a) => cmd_check(a),
+        Command::Plan(a) => crate::plan::run::cmd_plan(a),
     }
 }
 

@@ -31,6 +31,49 @@ pub enum Command {
     /// with its recorded value (exit 1 on a regression).
     #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),
+    /// Capacity planning: search the scenario's `plan:` space for the cheapest deployment
+    /// meeting its SLOs (`plan merge DIR...` combines `--shard` outputs).
+    #[command(after_help = EXIT_CODES, args_conflicts_with_subcommands = true)]
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    #[command(subcommand)]
+    pub merge: Option<PlanSub>,
+    /// Scenario YAML file with a `plan:` section.
+    pub scenario: Option<PathBuf>,
+    /// Override any field: `--set plan.seeds=1`.
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Output folder (default: reports/<scenario name>-plan/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run one deterministic slice `i/n` of the configurations and write shard.json.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Write a Kubernetes Indexed Job running N shards (to --out or stdout) instead of planning.
+    #[arg(long, value_name = "N")]
+    pub emit_k8s_job: Option<u32>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bar and only a one-line result.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanSub {
+    /// Combine shard folders into the same report as an unsharded run.
+    Merge {
+        /// Shard output folders (each with shard.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -13,6 +13,7 @@ pub mod content;
 pub mod engine;
 pub mod kv_cache;
 pub mod metrics;
+pub mod plan;
 pub mod rng;
 pub mod router;
 pub mod scenario;

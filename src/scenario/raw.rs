@@ -47,6 +47,9 @@ pub struct ScenarioFile {
     pub slo: SloFile,
     #[serde(default)]
     pub output: OutputFile,
+    /// Capacity-planning search space and goal (`servesim plan`); ignored by `run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::plan::PlanConfig>,
 }
 
 fn default_seed() -> u64 {

@@ -1,0 +1,323 @@
+use super::emit::{self, DeploymentSpec, HpaSpec, InferencePoolSpec, JobSpec, Manifest};
+use super::prune::{self, PruneKind, WindowLoad};
+use super::report;
+use super::run::{self, PlanOptions};
+use super::search::{self, SearchCtx};
+use super::space::Group;
+use super::{EngineCandidate, SearchMode};
+use crate::catalog;
+use crate::scenario::{self, ScenarioFile};
+use std::path::{Path, PathBuf};
+
+/// Llama-3.1-8B under a prefill-heavy Poisson load: on H100 the minimum is 5 replicas.
+const SCENARIO: &str = r#"
+name: plan-test
+seed: 11
+duration: 15s
+drain: 30s
+model: llama-3.1-8b
+gpu: h100_sxm
+tensor_parallel_size: 1
+replicas: 1
+router: {kind: round_robin}
+engine: {max_model_len: 8192}
+workload:
+  kind: synthetic
+  arrival: {kind: poisson, rate: 40}
+  input: {kind: uniform, min: 2000, max: 6000}
+  output: {kind: uniform, min: 50, max: 150}
+slo:
+  ttft_p90_s: 0.4
+  tpot_p90_s: 0.03
+plan:
+  seeds: 2
+  candidates:
+    gpus: [{gpu: h100_sxm}, {gpu: l40s, usd_per_gpu_hour: 0.5, provider: test}]
+    models: [llama-3.1-8b, llama-3.1-70b]
+    replicas: {min: 1, max: 8}
+    routers: [round_robin]
+  pay_per_token: {input_usd_per_million: 0.05, output_usd_per_million: 0.2}
+"#;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("servesim-plan-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn scenario_file(tag: &str, text: &str) -> PathBuf {
+    let p = temp_dir(tag).join("plan-test.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn base() -> ScenarioFile {
+    scenario::parse_file(SCENARIO, Path::new("plan-test.yaml"), &[]).unwrap()
+}
+
+fn group(gpu: &str, model: &str, tp: u32, price: f64) -> Group {
+    Group {
+        index: 0,
+        id: format!("{gpu}/{model}/tp{tp}/e0/round_robin"),
+        gpu: gpu.into(),
+        provider: "test".into(),
+        usd_per_gpu_hour: price,
+        price_override: true,
+        model: model.into(),
+        tp,
+        engine_index: 0,
+        engine: EngineCandidate::default(),
+        router: "round_robin".into(),
+        min_replicas: 1,
+        max_replicas: 8,
+    }
+}
+
+fn prune_of(f: ScenarioFile) -> Option<PruneKind> {
+    scenario::resolve(f, Path::new("x.yaml")).err().map(|e| prune::classify(&e).kind)
+}
+
+#[test]
+fn plan_section_parses_and_unknown_keys_are_rejected() {
+    let b = base();
+    let plan = b.plan.as_ref().unwrap();
+    assert_eq!(plan.seeds, 2);
+    assert_eq!(plan.candidates.replicas.max, 8);
+    let bad = SCENARIO.replace("  seeds: 2", "  seedz: 2");
+    let err = scenario::parse_file(&bad, Path::new("x.yaml"), &[]).unwrap_err().to_string();
+    assert!(err.contains("seedz"), "{err}");
+    // --set reaches the plan section.
+    let f = scenario::parse_file(SCENARIO, Path::new("x.yaml"), &["plan.seeds=5".into()]).unwrap();
+    assert_eq!(f.plan.unwrap().seeds, 5);
+    // A scenario without plan echoes no `plan` key.
+    let min = std::fs::read_to_string("scenarios/minimal.yaml").unwrap();
+    let f = scenario::parse_file(&min, Path::new("scenarios/minimal.yaml"), &[]).unwrap();
+    assert!(serde_json::to_value(&f).unwrap().get("plan").is_none());
+}
+
+#[test]
+fn shipped_plan_enumerates_over_a_thousand_points() {
+    let path = Path::new("scenarios/coding-assistant-plan.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let f = scenario::parse_file(&text, path, &[]).unwrap();
+    let groups = super::space::enumerate(f.plan.as_ref().unwrap(), &f).unwrap();
+    assert_eq!(groups.len(), 60);
+    let points: u32 = groups.iter().map(|g| g.max_replicas - g.min_replicas + 1).sum();
+    assert!(points >= 1000, "{points}");
+    for sku in ["h100_sxm", "h200_sxm", "a100_80g_sxm", "l40s", "mi300x"] {
+        let g = groups.iter().find(|g| g.gpu == sku).unwrap();
+        assert_eq!(g.usd_per_gpu_hour, catalog::reference_price(sku).unwrap().usd_per_gpu_hour);
+    }
+    // Ids are stable and unique.
+    assert_eq!(groups[0].id, "h100_sxm/qwen3-32b/tp1/e0/round_robin");
+    assert_eq!(groups[1].id, "h100_sxm/qwen3-32b/tp1/e0/epp:default");
+}
+
+#[test]
+fn pruning_reasons_on_hand_built_cases() {
+    let b = base();
+    let mk = |gpu: &str, model: &str, tp: u32| {
+        let mut f = search::point_file(&b, &group(gpu, model, tp, 1.0), 1, 1).unwrap();
+        f.engine.max_model_len = None;
+        f
+    };
+    // Feasible: 8B on one H100 holds its 131k context.
+    assert_eq!(prune_of(mk("h100_sxm", "llama-3.1-8b", 1)), None);
+    // 70B bf16 (~131 GiB) cannot be held by one 80 GB H100.
+    assert_eq!(prune_of(mk("h100_sxm", "llama-3.1-70b", 1)), Some(PruneKind::WeightsDoNotFit));
+    // TP 3 is not a valid size.
+    assert_eq!(prune_of(mk("h100_sxm", "llama-3.1-8b", 3)), Some(PruneKind::InvalidTp));
+    // Weights fit on an L40S at half its memory, but 131,072 tokens of context do not.
+    let mut f = mk("l40s", "llama-3.1-8b", 1);
+    f.engine.gpu_memory_utilization = Some(0.5);
+    assert_eq!(prune_of(f.clone()), Some(PruneKind::MaxModelLen));
+    // … and with max_model_len lowered to what fits, it starts.
+    f.engine.max_model_len = Some(8192);
+    assert_eq!(prune_of(f), None);
+    // Weights + overhead leave less than two KV blocks.
+    let (m, g) = (catalog::model("llama-3.1-8b").unwrap(), catalog::gpu("h100_sxm").unwrap());
+    let requested = (g.memory_bytes as f64 * 0.9).ceil();
+    let weights = m.weights_bytes().ceil();
+    let mut f = mk("h100_sxm", "llama-3.1-8b", 1);
+    f.engine.gpu_memory_utilization = Some(0.9);
+    f.engine.non_kv_overhead_gib = Some((requested - weights - 4096.0) / catalog::GIB);
+    assert_eq!(prune_of(f), Some(PruneKind::NoKvRoom));
+
+    // Roofline: a load far beyond one replica needs many; a trickle needs one.
+    let sc = scenario::resolve(mk("h100_sxm", "llama-3.1-8b", 1), Path::new("x.yaml")).unwrap();
+    let heavy = WindowLoad {
+        start_s: 0.0,
+        seconds: 60.0,
+        requests: 60_000,
+        input_tokens: 60_000_000,
+        output_tokens: 60_000_000,
+    };
+    let (need, why) = prune::roofline_min_replicas(&sc, &heavy, 0.95).unwrap();
+    assert!(need > 8, "{need}: {why}");
+    assert!(why.starts_with("roofline"));
+    let light = WindowLoad { start_s: 0.0, seconds: 60.0, requests: 10, input_tokens: 1000, output_tokens: 1000 };
+    assert_eq!(prune::roofline_min_replicas(&sc, &light, 0.95).unwrap().0, 1);
+    // More replicas than the bound are never pruned by it.
+    assert!(prune::roofline_min_replicas(&sc, &heavy, 0.0).unwrap().0 >= need);
+}
+
+#[test]
+fn bisection_matches_exhaustive_scan() {
+    let b = base();
+    let mut plan = b.plan.clone().unwrap();
+    plan.seeds = 1;
+    let window = WindowLoad::default();
+    let g = group("h100_sxm", "llama-3.1-8b", 1, 3.0);
+    let mut results = Vec::new();
+    for mode in [SearchMode::Bisect, SearchMode::Exhaustive] {
+        plan.search = mode;
+        let ctx =
+            SearchCtx { plan: &plan, base: &b, traffic_up: None, source: Path::new("plan-test.yaml"), window: &window };
+        results.push(search::search_group(&ctx, &g).unwrap());
+    }
+    let (bis, exh) = (&results[0], &results[1]);
+    assert_eq!(exh.evals.len(), 8, "exhaustive simulates every count");
+    // The exhaustive scan's minimum: the smallest passing count, all above passing too.
+    let scan_min = exh.evals.iter().find(|e| e.passed()).map(|e| e.replicas);
+    assert!(exh.evals.iter().filter(|e| Some(e.replicas) >= scan_min).all(|e| e.passed()));
+    assert_eq!(scan_min, Some(5));
+    assert_eq!(bis.min_replicas, scan_min);
+    assert_eq!(exh.min_replicas, scan_min);
+    assert!(bis.simulations < exh.simulations, "{} vs {}", bis.simulations, exh.simulations);
+    // Same point, same seed ⇒ identical metrics in both searches.
+    for e in &bis.evals {
+        assert_eq!(Some(e), exh.eval(e.replicas));
+    }
+}
+
+#[test]
+fn peak_hour_window_is_the_busiest_hour() {
+    let s = crate::units::NANOS_PER_SEC;
+    let h = 3600 * s;
+    // 2 arrivals in the first hour, 5 between 2 h and 2.5 h, 1 at 4 h.
+    let arr = vec![0, h / 2, 2 * h, 2 * h + 10, 2 * h + 20, 2 * h + h / 4, 2 * h + h / 2, 4 * h];
+    assert_eq!(search::window_of(arr.clone().into_iter(), super::Evaluate::PeakHour), (2 * h, 3 * h));
+    assert_eq!(search::window_of(arr.into_iter(), super::Evaluate::Whole), (0, u64::MAX));
+    // Shorter than an hour: the whole run.
+    assert_eq!(search::window_of([0, 10 * s].into_iter(), super::Evaluate::PeakHour), (0, u64::MAX));
+}
+
+fn read_all(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for sub in ["", "deploy"] {
+        let d = dir.join(sub);
+        let mut names: Vec<_> =
+            std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
+        names.sort();
+        for p in names {
+            out.push((p.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+/// One plan run checks the recommendation, shard + merge, thread independence and the manifests.
+#[test]
+fn plan_end_to_end() {
+    let path = scenario_file("e2e", SCENARIO);
+    let dir = path.parent().unwrap().to_path_buf();
+    let opts = |shard, threads| PlanOptions { sets: vec![], shard, quiet: true, threads };
+
+    let full = run::run_plan(&path, &opts(None, Some(2))).unwrap();
+    let (ctx, groups) = run::normalize(&full.context, &full.groups).unwrap();
+    let a = dir.join("full");
+    let rep = report::write_all(&a, &ctx, &groups).unwrap();
+
+    // The recommendation meets every SLO on every seed, and nothing evaluated is cheaper.
+    let rec = rep.recommendation.clone().expect("a feasible configuration");
+    assert_eq!(rec.id, "h100_sxm/llama-3.1-8b/tp1/e0/round_robin/r6");
+    let gr = groups.iter().find(|g| g.group.id == rec.config).unwrap();
+    let e = gr.eval(rec.replicas).unwrap();
+    assert_eq!(e.seeds.len(), 2);
+    for s in &e.seeds {
+        assert!(s.passed);
+        assert!(s.ttft_p90_s.unwrap() <= 0.4 && s.tpot_p90_s.unwrap() <= 0.03);
+    }
+    for r in rep.points.iter().filter(|r| r.status == "simulated" && r.feasible && r.confirmed) {
+        assert!(r.cost_usd_per_day >= rec.cost_usd_per_day, "{} is cheaper", r.id);
+    }
+    // 70B does not fit on one GPU: pruned with the reason, every count.
+    let pruned: Vec<_> = rep.points.iter().filter(|r| r.model == "llama-3.1-70b").collect();
+    assert_eq!(pruned.len(), 16);
+    assert!(pruned.iter().all(|r| r.status == "pruned" && r.reason.starts_with("weights_do_not_fit")));
+    assert_eq!(rep.space.points, 32);
+    assert!(rep.pareto_cost_vs_ttft_p90.contains(&rec.id));
+    let ppt = rep.pay_per_token.as_ref().unwrap();
+    assert!(ppt.daily_input_tokens > 0 && ppt.break_even_tokens_per_day.unwrap() > 0.0);
+    assert!(!rep.sensitivity.price.is_empty());
+
+    // Same result with one thread.
+    let one = run::run_plan(&path, &opts(None, Some(1))).unwrap();
+    assert_eq!(one.groups, full.groups);
+
+    // Shards + merge == unsharded, byte for byte.
+    let mut shard_dirs = Vec::new();
+    for i in 0..3 {
+        let r = run::run_plan(&path, &opts(Some((i, 3)), Some(1))).unwrap();
+        let d = dir.join(format!("shard-{i}"));
+        run::write_shard(&d, &r, (i, 3)).unwrap();
+        shard_dirs.push(d);
+    }
+    shard_dirs.reverse();
+    let (mctx, mgroups) = run::merge_dirs(&shard_dirs).unwrap();
+    let b = dir.join("merged");
+    report::write_all(&b, &mctx, &mgroups).unwrap();
+    let (fa, fb) = (read_all(&a), read_all(&b));
+    assert_eq!(fa.iter().map(|x| &x.0).collect::<Vec<_>>(), fb.iter().map(|x| &x.0).collect::<Vec<_>>());
+    for (x, y) in fa.iter().zip(&fb) {
+        assert!(x.1 == y.1, "{} differs after merge", x.0);
+    }
+    // A missing shard is an error.
+    assert!(run::merge_dirs(&shard_dirs[..2]).is_err());
+
+    // Manifests parse back and carry the chosen values.
+    let deploy = a.join("deploy");
+    let names: Vec<String> =
+        std::fs::read_dir(&deploy).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(names.iter().any(|n| n.contains("hpa")));
+    assert!(names.iter().any(|n| n.contains("inferencepool")));
+    assert!(names.iter().any(|n| n.contains("epp")));
+    let dep: Manifest<DeploymentSpec> =
+        serde_saphyr::from_str(&std::fs::read_to_string(deploy.join("vllm-deployment.yaml")).unwrap()).unwrap();
+    assert_eq!(dep.kind, "Deployment");
+    assert_eq!(dep.spec.replicas, rec.replicas);
+    let c = &dep.spec.template.spec.containers[0];
+    assert!(
+        c.args.contains(&"meta-llama/Llama-3.1-8B-Instruct".to_string()) || c.args[1].contains("Llama"),
+        "{:?}",
+        c.args
+    );
+    assert!(c.args.contains(&"--tensor-parallel-size=1".to_string()));
+    assert!(c.args.contains(&"--max-model-len=8192".to_string()));
+    assert_eq!(c.resources.as_ref().unwrap().limits["nvidia.com/gpu"], "1");
+    assert!(c.readiness_probe.is_some());
+    let hpa: Manifest<HpaSpec> =
+        serde_saphyr::from_str(&std::fs::read_to_string(deploy.join("vllm-hpa.yaml")).unwrap()).unwrap();
+    assert_eq!(hpa.spec.min_replicas, rec.replicas);
+    assert!(hpa.spec.max_replicas >= rec.replicas);
+    assert_eq!(hpa.spec.scale_target_ref.name, dep.metadata.name);
+    let pool: Manifest<InferencePoolSpec> =
+        serde_saphyr::from_str(&std::fs::read_to_string(deploy.join("inferencepool.yaml")).unwrap()).unwrap();
+    assert_eq!(pool.kind, "InferencePool");
+    assert_eq!(pool.spec.selector.match_labels, dep.spec.selector.match_labels);
+    let epp = crate::router::epp::config::parse_config_yaml(
+        &std::fs::read_to_string(deploy.join("epp-config.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert!(!epp.plugins.is_empty() && epp.scheduling_profiles.len() == 1);
+    let args = std::fs::read_to_string(deploy.join("vllm-args.txt")).unwrap();
+    assert!(args.contains("vllm serve") && args.contains("--max-num-seqs="));
+
+    // The Indexed Job parses back.
+    let job = emit::indexed_job(&path, "plan-test", 4).unwrap();
+    let job: Manifest<JobSpec> = serde_saphyr::from_str(&job).unwrap();
+    assert_eq!((job.spec.completion_mode.as_str(), job.spec.completions), ("Indexed", 4));
+    assert!(job.spec.template.spec.containers[0].args[0].contains("--shard ${JOB_COMPLETION_INDEX}/4"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
