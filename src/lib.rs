@@ -12,6 +12,7 @@ pub mod content;
 pub mod engine;
 pub mod kv_cache;
 pub mod metrics;
+pub mod report;
 pub mod rng;
 pub mod router;
 pub mod scenario;
