@@ -1,8 +1,9 @@
 //! Subcommand orchestration: load → build → run → export. The only module that uses anyhow
 //! and the wall clock (for `bench` and progress figures), never inside a simulation.
 
-use crate::cli::{BenchArgs, CheckArgs, Cli, Command, CompareArgs, RunArgs, ScenarioArgs};
+use crate::cli::{BenchArgs, CheckArgs, Cli, Command, CompareArgs, ReportArgs, RunArgs, ScenarioArgs};
 use crate::metrics::{self, Summary};
+use crate::report;
 use crate::scenario::{self, Scenario};
 use crate::sim;
 use anyhow::{Context, Result};
@@ -41,22 +42,53 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(a) => cmd_bench(a),
         Command::Check(a) => cmd_check(a),
         Command::Plan(a) => crate::plan::run::cmd_plan(a),
+        Command::Report(a) => cmd_report(a),
     }
 }
 
-fn load(a: &ScenarioArgs) -> Result<Scenario> {
+fn overrides(a: &ScenarioArgs) -> Vec<String> {
     let mut sets = a.set.clone();
     if let Some(seed) = a.seed {
         sets.push(format!("seed={seed}"));
     }
-    Ok(scenario::load(&a.scenario, &sets)?)
+    sets
+}
+
+fn load(a: &ScenarioArgs) -> Result<Scenario> {
+    Ok(scenario::load(&a.scenario, &overrides(a))?)
+}
+
+/// The scenario text as run (`scenario.yaml` in the output folder; see `report::scenario_copy`).
+fn scenario_copy(a: &ScenarioArgs, router: Option<&str>) -> Result<String> {
+    let text = std::fs::read_to_string(&a.scenario).with_context(|| format!("reading {}", a.scenario.display()))?;
+    Ok(report::scenario_copy(&a.scenario, &text, &overrides(a), router))
+}
+
+fn write_html(path: &std::path::Path, html: Result<String, report::ReportError>) -> Result<()> {
+    let html = html.with_context(|| format!("rendering {}", path.display()))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    metrics::write_atomic(path, html.as_bytes())?;
+    Ok(())
 }
 
 fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let sc = load(&a.scenario)?;
     let out_dir = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&sc.name));
     let out = sim::simulate(&sc).with_context(|| format!("simulating {}", a.scenario.scenario.display()))?;
-    write_run(&sc, &out, &out_dir)?;
+    let copy = scenario_copy(&a.scenario, None)?;
+    let ts = write_run(&sc, &out, &out_dir, Some(&copy))?;
+    if let Some(path) = &a.html {
+        let ts = report::data::parse_timeseries_csv(&ts)?;
+        let run = report::RunData {
+            label: &sc.name,
+            summary: &out.summary,
+            records: Some(&out.recorder.records),
+            timeseries: &ts,
+        };
+        write_html(path, report::render_run_html(&run, &report::ScenarioInfo::new(Some(&sc), Some(copy))))?;
+    }
     let mut stdout = std::io::stdout().lock();
     if a.quiet {
         writeln!(stdout, "{}", one_line(&out.summary))?;
@@ -67,11 +99,15 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     Ok(verdict(&out.summary))
 }
 
-fn write_run(sc: &Scenario, out: &sim::SimOutput, dir: &std::path::Path) -> Result<()> {
+/// Writes a run's outputs (plus the scenario copy, when given); returns `timeseries.csv`'s bytes.
+fn write_run(sc: &Scenario, out: &sim::SimOutput, dir: &std::path::Path, copy: Option<&str>) -> Result<Vec<u8>> {
     let ts = metrics::render_timeseries_csv(&out.recorder.ticks);
     let recs = if sc.requests_csv { Some(out.recorder.records.as_slice()) } else { None };
     metrics::write_outputs(dir, &out.summary, recs, Some(&ts))?;
-    Ok(())
+    if let Some(copy) = copy {
+        metrics::write_atomic(&dir.join(report::SCENARIO_COPY), copy.as_bytes())?;
+    }
+    Ok(ts)
 }
 
 fn verdict(s: &Summary) -> ExitCode {
@@ -99,10 +135,11 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     let mut rows = Vec::new();
     let mut stage_tables = String::new();
     let mut any_failed = false;
+    let mut outs = Vec::new();
     for ((name, _), res) in routers.iter().zip(results) {
         let out = res.with_context(|| format!("simulating with router {name}"))?;
         if let Some(dir) = &a.out {
-            write_run(&sc, &out, &dir.join(name))?;
+            write_run(&sc, &out, &dir.join(name), Some(&scenario_copy(&a.scenario, Some(name))?))?;
         }
         if a.per_stage {
             match crate::stages::per_stage(&sc, &out) {
@@ -112,7 +149,29 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
             stage_tables.push('\n');
         }
         any_failed |= !out.summary.slo.passed;
-        rows.push((name.clone(), out.summary));
+        rows.push((name.clone(), out.summary.clone()));
+        if a.html.is_some() {
+            outs.push(out);
+        }
+    }
+    if let Some(path) = &a.html {
+        let ts: Vec<Vec<report::data::TsRow>> = outs
+            .iter()
+            .map(|o| report::data::parse_timeseries_csv(&metrics::render_timeseries_csv(&o.recorder.ticks)))
+            .collect::<Result<_, _>>()?;
+        let runs: Vec<report::RunData> = outs
+            .iter()
+            .zip(&ts)
+            .zip(&routers)
+            .map(|((o, ts), (name, _))| report::RunData {
+                label: name,
+                summary: &o.summary,
+                records: Some(&o.recorder.records),
+                timeseries: ts,
+            })
+            .collect();
+        let info = report::ScenarioInfo::new(Some(&sc), Some(scenario_copy(&a.scenario, None)?));
+        write_html(path, report::render_compare_html(&runs, &info))?;
     }
     print!("{}", compare_table(&rows));
     if a.per_stage {
@@ -188,7 +247,7 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
     let sc = scenario::load(&ca, &[])?;
     let out = sim::simulate(&sc)?;
     let dir = std::env::temp_dir().join(format!("servesim-bench-{}", std::process::id()));
-    write_run(&sc, &out, &dir)?;
+    write_run(&sc, &out, &dir, None)?;
     let wall = t0.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&dir);
     let n = out.summary.requests.completed;
@@ -197,6 +256,51 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         n as f64 / wall
     );
     Ok(ExitCode::from(EXIT_OK))
+}
+
+/// `report DIR`: a run folder gives a run report; a `compare --out` folder (no summary.json,
+/// subfolders with one) gives a comparison in subfolder-name order.
+fn cmd_report(a: ReportArgs) -> Result<ExitCode> {
+    let html_path = a.html.clone().unwrap_or_else(|| a.dir.join("report.html"));
+    let (ctx, passed) = if a.dir.join("summary.json").exists() {
+        let r = report::ResultDir::read(&a.dir)?;
+        (report::ReportContext::for_run(&r.run_data(), &r.scenario_info()), r.summary.slo.passed)
+    } else {
+        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(&a.dir)
+            .with_context(|| format!("reading {}", a.dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("summary.json").exists())
+            .collect();
+        subdirs.sort();
+        anyhow::ensure!(
+            !subdirs.is_empty(),
+            "{}: no summary.json here or in any subfolder; pass a folder written by `servesim run --out` or `servesim compare --out`",
+            a.dir.display()
+        );
+        let dirs = subdirs.iter().map(|d| report::ResultDir::read(d)).collect::<Result<Vec<_>, _>>()?;
+        let labels: Vec<String> = subdirs
+            .iter()
+            .map(|d| d.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()))
+            .collect();
+        let runs: Vec<report::RunData> =
+            dirs.iter().zip(&labels).map(|(d, l)| report::RunData { label: l, ..d.run_data() }).collect();
+        let mut info = dirs[0].scenario_info();
+        if let Some(text) = &dirs[0].scenario_yaml {
+            info.yaml = Some(
+                text.lines()
+                    .filter(|l| !l.starts_with("# servesim-router: "))
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>(),
+            );
+        }
+        (report::ReportContext::for_compare(&runs, &info), dirs.iter().all(|d| d.summary.slo.passed))
+    };
+    if let Some(p) = &a.context_json {
+        metrics::write_atomic(p, serde_json::to_string_pretty(&ctx)?.as_bytes())?;
+    }
+    write_html(&html_path, report::render_html(&ctx))?;
+    println!("report: {}", html_path.display());
+    Ok(ExitCode::from(if passed { EXIT_OK } else { EXIT_CHECK_FAILED }))
 }
 
 /// `round_robin`, `random`, `least_requests`, `power_of_two`, `kubernetes_service`, `epp`

@@ -25,6 +25,10 @@ pub enum Command {
     /// Run the same workload through several routers and compare them side by side.
     #[command(after_help = EXIT_CODES)]
     Compare(CompareArgs),
+    /// Rebuild the HTML report from a result folder (summary.json, requests.csv,
+    /// timeseries.csv, scenario.yaml), or a comparison from a `compare --out` folder.
+    #[command(after_help = EXIT_CODES)]
+    Report(ReportArgs),
     /// Measure the simulator's own speed (simulated requests per wall-second).
     Bench(BenchArgs),
     /// Regression gate: re-run the scenarios named in baseline files and compare each metric
@@ -95,6 +99,9 @@ pub struct RunArgs {
     /// Output folder (default: reports/<scenario name>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also write a self-contained HTML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Print only the summary line, not the table.
     #[arg(long, short)]
     pub quiet: bool,
@@ -123,6 +130,21 @@ pub struct CompareArgs {
     /// Also print a per-stage table (markdown) for `arrival: {kind: stages}` workloads.
     #[arg(long)]
     pub per_stage: bool,
+    /// Also write a self-contained HTML comparison report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Result folder written by `run` (or `compare --out`, for a comparison report).
+    pub dir: PathBuf,
+    /// Where to write the HTML (default: DIR/report.html).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also dump the report's context (the data behind every chart) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub context_json: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

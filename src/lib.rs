@@ -14,6 +14,7 @@ pub mod engine;
 pub mod kv_cache;
 pub mod metrics;
 pub mod plan;
+pub mod report;
 pub mod rng;
 pub mod router;
 pub mod scenario;
