@@ -67,6 +67,8 @@ pub struct LiveOptions {
 #[derive(Clone, Debug)]
 pub struct LiveRow {
     pub scheduled_ns: u64,
+    /// When the scheduler handed the request to a task (its own pacing precision).
+    pub dispatched_ns: u64,
     pub session: Option<u64>,
     pub group: Option<u32>,
     pub outcome: Outcome,
@@ -128,6 +130,7 @@ struct Pending {
     spec: RequestSpec,
     endpoint: usize,
     scheduled_ns: u64,
+    dispatched_ns: u64,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -333,6 +336,7 @@ pub fn drive(
         workload.on_finished(to_work(now), &p.spec, if ok { Finish::Completed } else { Finish::Rejected });
         rows.push(LiveRow {
             scheduled_ns: p.scheduled_ns,
+            dispatched_ns: p.dispatched_ns,
             session: p.spec.session,
             group: p.spec.group,
             outcome: if ok { Outcome::Completed } else { Outcome::Failed },
@@ -423,11 +427,12 @@ pub fn drive(
             max_tokens: spec.output.0,
         };
         let (client, settings, tx) = (client.clone(), settings.clone(), tx.clone());
+        let dispatched_ns = ns_since(t0);
         let task = rt.spawn(async move {
             let r = client::execute(client, settings, job, t0).await;
             let _ = tx.send(Msg::Done(Box::new(r)));
         });
-        pending.insert(spec.id.0, Pending { spec, endpoint: ep, scheduled_ns, task });
+        pending.insert(spec.id.0, Pending { spec, endpoint: ep, scheduled_ns, dispatched_ns, task });
     }
 
     // Drain what already arrived on the channel, then abort the rest (accounted as in flight).
@@ -439,6 +444,7 @@ pub fn drive(
         p.task.abort();
         rows.push(LiveRow {
             scheduled_ns: p.scheduled_ns,
+            dispatched_ns: p.dispatched_ns,
             session: p.spec.session,
             group: p.spec.group,
             outcome: Outcome::InFlight,
@@ -503,6 +509,8 @@ pub fn live_stats(run: &LiveRun) -> serde_json::Value {
     let (mut prompt_mismatch, mut output_mismatch, mut usage_src, mut chunk_src, mut retried) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut send_lag, mut start_lag, mut itl) = (Vec::new(), Vec::new(), Vec::new());
+    let dispatch_lag: Vec<f64> =
+        run.rows.iter().map(|r| r.dispatched_ns.saturating_sub(r.scheduled_ns) as f64 * 1e-9).collect();
     let mut cached = 0u64;
     let mut counts = [0u64; 4];
     for row in &run.rows {
@@ -551,6 +559,7 @@ pub fn live_stats(run: &LiveRun) -> serde_json::Value {
         "errors": errors,
         "send_lag_s": Stats::from_secs(send_lag),
         "task_start_lag_s": Stats::from_secs(start_lag),
+        "dispatch_lag_s": Stats::from_secs(dispatch_lag),
         "client_itl_s": Stats::from_secs(itl),
         "prompt_token_mismatches": prompt_mismatch,
         "output_length_mismatches": output_mismatch,
