@@ -104,11 +104,9 @@ pub fn max_concurrent(run: &LiveRun) -> usize {
 pub fn cmd_live_bench(a: LiveBenchArgs) -> Result<ExitCode> {
     anyhow::ensure!(a.rate.is_finite() && a.rate > 0.0, "--rate must be > 0");
     let rt = super::runtime()?;
-    // The mock gets its own runtime (threads), so client tasks never queue behind server tasks.
-    let mock_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let mock = match &a.endpoint {
         Some(_) => None,
-        None => Some(mock_rt.block_on(super::mock::MockServer::start(super::mock::MockConfig {
+        None => Some(rt.block_on(super::mock::MockServer::start(super::mock::MockConfig {
             ttft: a.ttft,
             itl: a.itl,
             continuous_usage: false,
