@@ -59,7 +59,7 @@ impl ConstantWorkload {
 
 impl Workload for ConstantWorkload {
     fn peek_time(&self) -> Option<SimTime> {
-        (self.next < self.n).then(|| SimTime((self.next as f64 * self.interval_ns) as u64))
+        (self.next < self.n).then_some(SimTime((self.next as f64 * self.interval_ns) as u64))
     }
     fn pop(&mut self) -> RequestSpec {
         let i = self.next;

@@ -638,7 +638,7 @@ pub fn render_live_csv(run: &LiveRun) -> Result<Vec<u8>> {
             r.error_detail.clone().unwrap_or_default(),
         ])?;
     }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Builds a [`crate::metrics::Recorder`] from a live run (records, client ITL gaps, scraped ticks).
