@@ -96,8 +96,11 @@ fn one_line(s: &Summary) -> String {
 fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     use rayon::prelude::*;
     let sc = load(&a.scenario)?;
-    let routers: Vec<(String, crate::router::RouterConfig)> =
-        a.routers.iter().map(|name| Ok((name.clone(), parse_router_name(name)?))).collect::<Result<_>>()?;
+    let routers: Vec<(String, crate::router::RouterConfig)> = a
+        .routers
+        .iter()
+        .map(|name| Ok((name.clone(), parse_router_name(name)?)))
+        .collect::<Result<_>>()?;
     let results: Vec<Result<sim::SimOutput, sim::SimError>> =
         routers.par_iter().map(|(_, cfg)| sim::simulate_with_router(&sc, cfg)).collect();
     let mut rows = Vec::new();
@@ -112,8 +115,10 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     }
     print!("{}", compare_table(&rows));
     if let Some(p) = &a.json {
-        let v: Vec<serde_json::Value> =
-            rows.iter().map(|(n, s)| serde_json::json!({"router": n, "summary": s})).collect();
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(n, s)| serde_json::json!({"router": n, "summary": s}))
+            .collect();
         metrics::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
     Ok(ExitCode::from(if any_failed { EXIT_CHECK_FAILED } else { EXIT_OK }))
@@ -125,17 +130,15 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
     // 1) Long run of minimal.yaml's shape with >= N requests.
     let minimal = a.scenarios.join("minimal.yaml");
     let probe = scenario::load(&minimal, &[])?;
-    let rate = crate::workload::build(
-        &probe.workload,
-        &crate::rng::RngStreams::new(probe.seed),
-        probe.duration,
-        std::path::Path::new("."),
-    )
-    .ok()
-    .and_then(|w| w.mean_rate())
-    .unwrap_or(20.0);
+    let rate = crate::workload::build(&probe.workload, &crate::rng::RngStreams::new(probe.seed), probe.duration, std::path::Path::new("."))
+        .ok()
+        .and_then(|w| w.mean_rate())
+        .unwrap_or(20.0);
     let secs = (a.requests as f64 / rate * 1.02).ceil() as u64;
-    let sc = scenario::load(&minimal, &[format!("duration={secs}s"), "output.timeseries_interval=60s".to_string()])?;
+    let sc = scenario::load(
+        &minimal,
+        &[format!("duration={secs}s"), "output.timeseries_interval=60s".to_string()],
+    )?;
     let t0 = Instant::now();
     let out = sim::simulate(&sc)?;
     let wall = t0.elapsed().as_secs_f64();
@@ -186,19 +189,7 @@ pub fn compare_table(rows: &[(String, Summary)]) -> String {
     let _ = writeln!(
         t,
         "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>9} {:>10}",
-        "router",
-        "TTFT mean",
-        "TTFT p90",
-        "TTFT p99",
-        "TPOT mean",
-        "TPOT p90",
-        "E2E mean",
-        "E2E p99",
-        "req/s",
-        "hit",
-        "preempt",
-        "imbalance",
-        "cost $"
+        "router", "TTFT mean", "TTFT p90", "TTFT p99", "TPOT mean", "TPOT p90", "E2E mean", "E2E p99", "req/s", "hit", "preempt", "imbalance", "cost $"
     );
     for (name, s) in rows {
         let per: Vec<f64> = s.per_replica.iter().map(|r| r.requests as f64).collect();

@@ -86,14 +86,7 @@ fn run_with(p: EngineParams, reqs: Vec<RequestSpec>, arena: ChainArena) -> (Vec<
     let mut obs = Collect::default();
     let totals = {
         let wl = Box::new(VecWorkload { reqs: reqs.into(), arena });
-        let sim = Simulation::new(
-            p,
-            wl,
-            RouterConfig::RoundRobin.build(&Default::default()).unwrap(),
-            &model,
-            &mut obs,
-            &RngStreams::new(1),
-        );
+        let sim = Simulation::new(p, wl, RouterConfig::RoundRobin.build(&Default::default()).unwrap(), &model, &mut obs, &RngStreams::new(1));
         sim.run()
     };
     let mut recs = obs.recs.clone();
