@@ -43,6 +43,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(a) => cmd_check(a),
         Command::Plan(a) => crate::plan::run::cmd_plan(a),
         Command::Report(a) => cmd_report(a),
+        #[cfg(feature = "live")]
+        Command::Live(a) => crate::live::args::cmd_live(a),
+        #[cfg(feature = "live")]
+        Command::LiveBench(a) => crate::live::bench::cmd_live_bench(a),
     }
 }
 

@@ -39,6 +39,14 @@ pub enum Command {
     /// meeting its SLOs (`plan merge DIR...` combines `--shard` outputs).
     #[command(after_help = EXIT_CODES, args_conflicts_with_subcommands = true)]
     Plan(PlanArgs),
+    /// Drive real OpenAI-compatible endpoints with the scenario's workload; writes the same
+    /// outputs as `run` (API key from env SERVESIM_API_KEY, never written).
+    #[cfg(feature = "live")]
+    #[command(after_help = EXIT_CODES)]
+    Live(crate::live::args::LiveArgs),
+    /// Measure the live client's own speed (scheduling lag, concurrent streams) against a mock.
+    #[cfg(feature = "live")]
+    LiveBench(crate::live::bench::LiveBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]

@@ -12,6 +12,8 @@ pub mod cli;
 pub mod content;
 pub mod engine;
 pub mod kv_cache;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod metrics;
 pub mod plan;
 pub mod report;

@@ -1,0 +1,203 @@
+//! `servesim live-bench`: the live client's own speed against a fast mock server (in-process
+//! by default): constant-rate open-loop arrivals, long streams to hold many connections open,
+//! and the client's scheduling lag (send − scheduled) percentiles.
+
+use super::client::{Api, RequestSettings};
+use super::{LiveOptions, LiveRun};
+use crate::content::{ChainArena, Content, Piece};
+use crate::metrics::Outcome;
+use crate::units::{RequestId, SimTime, Tokens};
+use crate::workload::{RequestSpec, Workload};
+use anyhow::Result;
+use smallvec::smallvec;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct LiveBenchArgs {
+    /// Requests per second (constant spacing).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    #[arg(long, default_value = "10s", value_parser = super::args::parse_duration)]
+    pub duration: Duration,
+    #[arg(long, default_value_t = 32)]
+    pub prompt_tokens: u32,
+    #[arg(long, default_value_t = 20)]
+    pub output_tokens: u32,
+    /// Mock time to first token.
+    #[arg(long, default_value = "100ms", value_parser = super::args::parse_duration)]
+    pub ttft: Duration,
+    /// Mock inter-token time (long streams → many concurrent connections).
+    #[arg(long, default_value = "125ms", value_parser = super::args::parse_duration)]
+    pub itl: Duration,
+    /// Use this endpoint instead of the in-process mock.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// Constant-rate requests with private prompts.
+pub struct ConstantWorkload {
+    next: u64,
+    n: u64,
+    interval_ns: f64,
+    prompt: u32,
+    output: u32,
+    arena: ChainArena,
+}
+
+impl ConstantWorkload {
+    pub fn new(rate: f64, duration: Duration, prompt: u32, output: u32) -> Self {
+        let n = (rate * duration.as_secs_f64()).floor() as u64;
+        ConstantWorkload { next: 0, n, interval_ns: 1e9 / rate, prompt, output, arena: ChainArena::new() }
+    }
+}
+
+impl Workload for ConstantWorkload {
+    fn peek_time(&self) -> Option<SimTime> {
+        (self.next < self.n).then_some(SimTime((self.next as f64 * self.interval_ns) as u64))
+    }
+    fn pop(&mut self) -> RequestSpec {
+        let i = self.next;
+        self.next += 1;
+        RequestSpec {
+            id: RequestId(i),
+            arrival: SimTime((i as f64 * self.interval_ns) as u64),
+            input: Tokens(self.prompt),
+            output: Tokens(self.output),
+            content: Content { shared: None, pieces: smallvec![Piece { key: i ^ 0xBE4C, start: 0, len: self.prompt }] },
+            output_key: i,
+            session: None,
+            group: None,
+        }
+    }
+    fn arena(&self) -> &ChainArena {
+        &self.arena
+    }
+    fn mean_rate(&self) -> Option<f64> {
+        Some(1e9 / self.interval_ns)
+    }
+}
+
+/// Largest number of requests open at once (sent, not yet finished), from the rows.
+pub fn max_concurrent(run: &LiveRun) -> usize {
+    let mut ev: Vec<(u64, i32)> = Vec::new();
+    for r in &run.rows {
+        if let (Some(s), Some(e)) = (r.res.sent_ns, r.res.last_token_ns) {
+            ev.push((s, 1));
+            ev.push((e, -1));
+        }
+    }
+    ev.sort();
+    let (mut cur, mut max) = (0i32, 0i32);
+    for (_, d) in ev {
+        cur += d;
+        max = max.max(cur);
+    }
+    max as usize
+}
+
+pub fn cmd_live_bench(a: LiveBenchArgs) -> Result<ExitCode> {
+    anyhow::ensure!(a.rate.is_finite() && a.rate > 0.0, "--rate must be > 0");
+    let rt = super::runtime()?;
+    let mock = match &a.endpoint {
+        Some(_) => None,
+        None => Some(rt.block_on(super::mock::MockServer::start(super::mock::MockConfig {
+            ttft: a.ttft,
+            itl: a.itl,
+            continuous_usage: false,
+            ..Default::default()
+        }))?),
+    };
+    let endpoint = match (&a.endpoint, &mock) {
+        (Some(e), _) => super::normalize_endpoint(e)?,
+        (None, Some(m)) => m.url(),
+        _ => unreachable!(),
+    };
+    let opts = LiveOptions {
+        endpoints: vec![endpoint],
+        settings: RequestSettings {
+            model: "mock".into(),
+            api: Api::Completions,
+            vocab: 4096,
+            vllm_extensions: true,
+            retries: 0,
+            retry_backoff: Duration::from_millis(100),
+            request_timeout: Duration::from_secs(120),
+            stall_timeout: Duration::from_secs(30),
+            api_key: None,
+        },
+        router: crate::router::RouterConfig::RoundRobin,
+        base_dir: ".".into(),
+        block_size: 16,
+        metrics: false,
+        metrics_interval: Duration::from_secs(1),
+        rate_scale: 1.0,
+        duration: a.duration,
+        drain: Duration::from_secs(60),
+        max_concurrency: None,
+        max_requests: None,
+        connect_timeout: Duration::from_secs(5),
+        progress: false,
+    };
+    let w = Box::new(ConstantWorkload::new(a.rate, a.duration, a.prompt_tokens, a.output_tokens));
+    let streams = crate::rng::RngStreams::new(1);
+    println!(
+        "servesim live-bench: {} req/s for {:.1} s, {} prompt / {} output tokens, mock TTFT {:?} ITL {:?} ({} cores)",
+        a.rate,
+        a.duration.as_secs_f64(),
+        a.prompt_tokens,
+        a.output_tokens,
+        a.ttft,
+        a.itl,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    let run = super::drive(&rt, &opts, w, &streams, Arc::new(AtomicBool::new(false)))?;
+    let live = super::live_stats(&run);
+    let completed = run.rows.iter().filter(|r| r.outcome == Outcome::Completed).count();
+    let maxc = max_concurrent(&run);
+    let server_max = mock.as_ref().map(|m| m.stats.max_running.load(std::sync::atomic::Ordering::Relaxed));
+    let ms = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |x| format!("{:.3}", x * 1e3));
+    let lag = &live["send_lag_s"];
+    let start = &live["task_start_lag_s"];
+    println!(
+        "requests {} (completed {completed}, failed {}), wall {:.2} s, max concurrent streams {maxc}{}",
+        run.rows.len(),
+        live["requests"]["failed"],
+        run.wall.as_secs_f64(),
+        server_max.map_or(String::new(), |m| format!(" (server saw {m})"))
+    );
+    println!(
+        "client scheduling lag (sent − scheduled): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+        ms(&lag["p50"]),
+        ms(&lag["p90"]),
+        ms(&lag["p99"]),
+        ms(&lag["max"])
+    );
+    let disp = &live["dispatch_lag_s"];
+    println!(
+        "  scheduler dispatch (handed to a task − scheduled): p50 {} ms, p99 {} ms, max {} ms",
+        ms(&disp["p50"]),
+        ms(&disp["p99"]),
+        ms(&disp["max"])
+    );
+    println!(
+        "  task start (a worker began the request − scheduled): p50 {} ms, p99 {} ms, max {} ms",
+        ms(&start["p50"]),
+        ms(&start["p99"]),
+        ms(&start["max"])
+    );
+    if let Some(p) = &a.json {
+        let v = serde_json::json!({
+            "rate": a.rate, "duration_s": a.duration.as_secs_f64(), "requests": run.rows.len(),
+            "completed": completed, "max_concurrent_streams": maxc, "server_max_running": server_max,
+            "send_lag_s": lag, "task_start_lag_s": start, "dispatch_lag_s": &live["dispatch_lag_s"], "wall_s": run.wall.as_secs_f64(),
+        });
+        crate::metrics::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
+    }
+    Ok(ExitCode::from(crate::app::EXIT_OK))
+}

