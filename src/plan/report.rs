@@ -639,7 +639,7 @@ pub fn render_text(rep: &PlanReport) -> String {
     t
 }
 
-/// Writes plan.json, plan.csv, plan.md and (with a recommendation) the manifests under deploy/.
+/// Writes plan.json, plan.csv, plan.md and (with a recommendation) the manifests beside them.
 pub fn write_all(dir: &Path, ctx: &PlanContext, groups: &[GroupResult]) -> anyhow::Result<PlanReport> {
     std::fs::create_dir_all(dir)?;
     let rep = build(ctx, groups);
@@ -648,7 +648,7 @@ pub fn write_all(dir: &Path, ctx: &PlanContext, groups: &[GroupResult]) -> anyho
     crate::metrics::write_atomic(&dir.join("plan.md"), render_text(&rep).as_bytes())?;
     if let Some(r) = &rep.recommendation {
         let gr = groups.iter().find(|g| g.group.id == r.config).expect("recommended group exists");
-        super::emit::write_manifests(&dir.join("deploy"), ctx, gr, r.replicas)?;
+        super::emit::write_manifests(dir, ctx, gr, r.replicas)?;
     }
     Ok(rep)
 }
