@@ -117,11 +117,14 @@ pub struct SeqKv {
     blocks: Vec<BlockId>,
     /// Positions below this have their hash registered (or were hits).
     registered: u32,
+    /// Index private blocks in the hash→block map (false when the workload promises no later
+    /// request contains them: they are cached, but nobody can hit them).
+    pub index_private: bool,
 }
 
 impl SeqKv {
     pub fn new(chain: Option<ChainId>, chain_blocks: u32) -> Self {
-        SeqKv { chain, chain_blocks, ..Default::default() }
+        SeqKv { chain, chain_blocks, index_private: true, ..Default::default() }
     }
     /// Blocks currently held.
     pub fn num_blocks(&self) -> u32 {
@@ -511,7 +514,7 @@ impl KvCache {
             self.hash[bi] = h;
             self.has_hash[bi] = true;
             self.num_cached += 1;
-            if self.tag_chain[bi] == NIL {
+            if self.tag_chain[bi] == NIL && seq.index_private {
                 self.map.entry(h).or_insert(b);
             }
             if let Some(ev) = self.events.as_mut() {
@@ -529,6 +532,21 @@ impl KvCache {
             self.num_free -= adopted_free;
             self.touch_chain(ci, seq.chain_hold);
         }
+    }
+
+    /// Preemption: the sequence will look its own blocks up when it resumes, so blocks that
+    /// were not indexed (`index_private == false`) are indexed now, before they are freed.
+    pub fn free_preempted(&mut self, seq: &mut SeqKv) {
+        if !seq.index_private {
+            for &b in &seq.blocks {
+                let bi = b as usize;
+                if self.has_hash[bi] && self.tag_chain[bi] == NIL {
+                    self.map.entry(self.hash[bi]).or_insert(b);
+                }
+            }
+            seq.index_private = true;
+        }
+        self.free(seq);
     }
 
     /// Releases all of a sequence's blocks in reverse order (spec §3.5.3).

@@ -338,7 +338,11 @@ impl<'a> Simulation<'a> {
         }
         let active = Active {
             replica: target as u32,
-            kv: SeqKv::new(chain, chain_blocks),
+            kv: {
+                let mut kv = SeqKv::new(chain, chain_blocks);
+                kv.index_private = spec.private_reuse;
+                kv
+            },
             own_hashes: own,
             num_computed: 0,
             out_done: 0,
@@ -483,7 +487,7 @@ impl<'a> Simulation<'a> {
                 }
                 let victim = rep.running.pop().expect("a running request to preempt");
                 let v = slab[victim as usize].as_mut().expect("victim");
-                rep.kv.free(&mut v.kv);
+                rep.kv.free_preempted(&mut v.kv);
                 v.num_computed = 0;
                 v.preemptions += 1;
                 rep.totals.preemptions += 1;

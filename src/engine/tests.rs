@@ -61,6 +61,7 @@ pub(crate) fn req(id: u64, at_ms: u64, key: u64, input: u32, output: u32) -> Req
         output_key: 1_000_000 + id,
         session: None,
         group: None,
+        private_reuse: true,
     }
 }
 
@@ -399,4 +400,27 @@ fn runs_match_single_stepping_with_epp_scrapes_latency_and_ticks() {
             assert_eq!(wb, expect, "runs: one ITL sample per token after the first ({})", router.label());
         }
     }
+}
+
+#[test]
+fn skipping_the_index_for_unshared_private_blocks_changes_nothing() {
+    // random_workload's private pieces and answers are unique per request, so the workload may
+    // promise `private_reuse: false`; the results must be identical.
+    let (reqs, arena) = random_workload(9, 600);
+    let unshared: Vec<RequestSpec> = reqs
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.private_reuse = false;
+            r
+        })
+        .collect();
+    let (a, ta, _) = run_with(params(2, 50, 4, 64, 8), reqs, arena.clone());
+    let (b, tb, _) = run_with(params(2, 50, 4, 64, 8), unshared, arena);
+    if let Some((x, y)) = a.iter().zip(&b).find(|(x, y)| x != y) {
+        panic!("first difference:\n{x:?}\n{y:?}");
+    }
+    assert_eq!(a, b);
+    assert_eq!(ta, tb);
+    assert!(ta.replicas.iter().map(|r| r.preemptions).sum::<u64>() > 0, "resumes must find their own blocks");
 }

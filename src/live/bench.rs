@@ -73,6 +73,7 @@ impl Workload for ConstantWorkload {
             output_key: i,
             session: None,
             group: None,
+            private_reuse: false,
         }
     }
     fn arena(&self) -> &ChainArena {

@@ -303,6 +303,7 @@ mod tests {
             output_key: 0,
             session,
             group: None,
+            private_reuse: true,
         }
     }
     fn build(yaml: &str) -> Box<dyn Router> {

@@ -215,6 +215,7 @@ impl Workload for CodingAssistantWorkload {
             output_key,
             session: Some(e as u64),
             group: Some(eng.repo),
+            private_reuse: true,
         }
     }
 

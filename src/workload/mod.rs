@@ -42,6 +42,10 @@ pub struct RequestSpec {
     pub session: Option<u64>,
     /// Prefix group (e.g. repository or system prompt) for reports; `None` if unshared.
     pub group: Option<u32>,
+    /// Whether a later request may contain this request's private blocks (prompt beyond the
+    /// shared chain, or its answer): multi-turn history, repeated questions. `false` is a
+    /// promise by the workload that lets the engine skip indexing blocks nobody can hit.
+    pub private_reuse: bool,
 }
 
 /// How a request ended, as far as the workload needs to know.

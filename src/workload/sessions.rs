@@ -113,6 +113,7 @@ impl SessionsWorkload {
             output_key: self.output_keys.at(id),
             session: Some(sid),
             group: self.system.map(|_| 0),
+            private_reuse: true,
         }
     }
 

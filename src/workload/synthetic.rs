@@ -176,6 +176,8 @@ impl Workload for SyntheticWorkload {
             output_key: self.output_keys.at(id),
             session: a.source.map(|u| u as u64),
             group,
+            // Unique prompts and never-quoted answers: only cycled shared-prefix questions recur.
+            private_reuse: !matches!(self.prefix, Prefix::Unique),
         }
     }
 

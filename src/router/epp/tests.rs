@@ -46,6 +46,7 @@ fn req(id: u64, chain: Option<(crate::content::ChainId, u32)>, private: u32, ses
         output_key: 77,
         session,
         group: None,
+        private_reuse: true,
     }
 }
 
