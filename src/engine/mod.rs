@@ -23,7 +23,7 @@
 
 pub mod queue;
 
-use crate::content::{ChainArena, ChainHashes};
+use crate::content::ChainHashes;
 use crate::kv_cache::{Hit, KvCache, KvChange, SeqHashes, SeqKv};
 use crate::metrics::{Observer, Outcome, ReplicaSample, RequestRecord};
 use crate::rng::{RngStreams, SimRng};
@@ -250,7 +250,9 @@ impl<'a> Simulation<'a> {
             if t > self.p.hard_end {
                 break;
             }
-            if !take_arrival && next_arrival.is_none() && self.idle() && self.only_periodic_events_left() {
+            // With the workload exhausted and the cluster idle, only self-re-arming ticks and
+            // scrapes (and KV deliveries, which change no result) remain: the run is over.
+            if !take_arrival && next_arrival.is_none() && self.idle() {
                 break;
             }
             self.now = t;
@@ -268,12 +270,6 @@ impl<'a> Simulation<'a> {
     fn idle(&self) -> bool {
         self.replicas.iter().all(|r| !r.busy && r.waiting.is_empty() && r.running.is_empty())
             && self.slab.len() == self.free_slots.len()
-    }
-
-    fn only_periodic_events_left(&self) -> bool {
-        // Ticks and scrapes re-arm themselves forever; once nothing else is pending and the
-        // workload is exhausted, the run is over. Pending KV deliveries do not change results.
-        self.workload.peek_time().is_none_or(|t| t >= self.p.arrivals_end)
     }
 
     fn finish_run(mut self) -> RunTotals {
@@ -817,9 +813,6 @@ fn push_kv_events(
     }
     flush(&mut stored, &mut removed, pending);
 }
-
-/// The arena a simulation's requests refer to (re-exported for tests and tools).
-pub type Arena = ChainArena;
 
 #[cfg(test)]
 mod tests;
