@@ -1,7 +1,7 @@
 //! Hand-computed scheduler cases with a constant 10 ms step: exact timestamps.
 
 use super::*;
-use crate::content::{Content, Piece};
+use crate::content::{ChainArena, Content, Piece};
 use crate::router::RouterConfig;
 use crate::step_time::{Linear, LinearConfig};
 use crate::units::{RequestId, Tokens};
