@@ -17,8 +17,10 @@ struct Row {
 }
 
 fn load() -> Vec<Row> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/gpu/h100-llama-3.1-8b-torch.csv"))
-        .expect("validation/gpu/h100-llama-3.1-8b-torch.csv is committed");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/gpu/h100-llama-3.1-8b-torch.csv"),
+    )
+    .expect("validation/gpu/h100-llama-3.1-8b-torch.csv is committed");
     let mut lines = text.lines().filter(|l| !l.starts_with('#'));
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
@@ -109,8 +111,10 @@ fn roofline_vs_measured_h100_llama_8b() {
 
 /// `# part,tokens,context,us,tflops,gbps` comment lines of the measured file.
 fn components() -> Vec<(String, u64, u64, f64, f64, f64)> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/gpu/h100-llama-3.1-8b-torch.csv"))
-        .unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/gpu/h100-llama-3.1-8b-torch.csv"),
+    )
+    .unwrap();
     text.lines()
         .filter_map(|l| l.strip_prefix("# "))
         .filter(|l| l.starts_with("gemm,") || l.contains("_attention,"))
@@ -140,10 +144,16 @@ fn h100_catalog_efficiencies_match_measured_gemms() {
     let bw_eff: Vec<f64> =
         parts.iter().filter(|p| p.0 == "gemm" && p.1 <= 32).map(|p| p.5 / gpu.hbm_bandwidth_gbps).collect();
     let (f, b) = (median(flops_eff.clone()), median(bw_eff.clone()));
-    println!("GEMM flops efficiency measured {f:.3} (catalog {}), weight-streaming bandwidth efficiency {b:.3} (catalog {})",
-        gpu.efficiency.flops, gpu.efficiency.bandwidth);
+    println!(
+        "GEMM flops efficiency measured {f:.3} (catalog {}), weight-streaming bandwidth efficiency {b:.3} (catalog {})",
+        gpu.efficiency.flops, gpu.efficiency.bandwidth
+    );
     assert!((f - gpu.efficiency.flops).abs() <= 0.06, "flops efficiency {f:.3} vs catalog {}", gpu.efficiency.flops);
-    assert!((b - gpu.efficiency.bandwidth).abs() <= 0.06, "bandwidth efficiency {b:.3} vs catalog {}", gpu.efficiency.bandwidth);
+    assert!(
+        (b - gpu.efficiency.bandwidth).abs() <= 0.06,
+        "bandwidth efficiency {b:.3} vs catalog {}",
+        gpu.efficiency.bandwidth
+    );
     // Decode attention streams KV at least as efficiently as GEMV streams weights.
     let kv: Vec<f64> = parts.iter().filter(|p| p.0 == "decode_attention" && p.1 >= 32).map(|p| p.5).collect();
     assert!(kv.iter().all(|g| *g / gpu.hbm_bandwidth_gbps >= gpu.efficiency.bandwidth), "{kv:?}");
