@@ -199,6 +199,7 @@ class Server:
         self.started_utc = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.proc = subprocess.Popen(self.cmd, env=env, cwd=CACHE, stdout=open(self.log_path, "w"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
+        set_group_nice(self.proc.pid)  # the start itself is minutes of CPU on a busy machine
         while True:
             if self.proc.poll() is not None:
                 raise SystemExit(f"vLLM exited ({self.proc.returncode}); log: {self.log_path}\n"
@@ -328,6 +329,10 @@ def boost(pid):
             os.setpriority(os.PRIO_PROCESS, p, NICE)
         except OSError:
             pass
+    set_group_nice(pid)
+
+
+def set_group_nice(pid):
     try:
         with open(f"/proc/{pid}/autogroup", "w") as f:
             f.write(str(GROUP_NICE))
