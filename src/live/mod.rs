@@ -119,6 +119,9 @@ pub struct LiveRun {
     pub interrupted: bool,
     /// Requests aborted at the drain deadline or on Ctrl-C.
     pub aborted: u64,
+    /// Wall-clock time (Unix seconds) of `t0`, the zero of every time in the run's records, so
+    /// that server-side traces (vLLM step traces, logs) can be put on the same axis.
+    pub start_unix_s: f64,
 }
 
 enum Msg {
@@ -269,6 +272,8 @@ pub fn drive(
         });
     }
     let t0 = Instant::now();
+    let start_unix_s =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     let mut scrapers = Vec::new();
     if let Some(every) = scrape_interval {
         for (i, u) in metric_urls.iter().enumerate() {
@@ -488,7 +493,7 @@ pub fn drive(
     let mut ticks = std::mem::take(&mut *shared.ticks.lock().unwrap());
     ticks.sort_by_key(|t| (t.time, t.sample.replica));
     let scrapes = shared.stats.lock().unwrap().clone();
-    Ok(LiveRun { rows, ticks, scrapes, wall, interrupted, aborted })
+    Ok(LiveRun { rows, ticks, scrapes, wall, interrupted, aborted, start_unix_s })
 }
 
 fn progress_bar(show: bool, window: Duration) -> Option<indicatif::ProgressBar> {
@@ -553,6 +558,7 @@ pub fn live_stats(run: &LiveRun) -> serde_json::Value {
     }
     serde_json::json!({
         "wall_seconds": run.wall.as_secs_f64(),
+        "start_unix_s": run.start_unix_s,
         "interrupted": run.interrupted,
         "requests": {"total": run.rows.len(), "completed": counts[0], "failed": counts[1],
                      "in_flight_aborted": counts[2], "retried": retried},

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stops the server serve.sh started (by its saved PID; its children exit with it).
-ROOT=${SERVESIM_VLLM_VENV:-$HOME/.cache/servesim-vllm}
+ROOT=${SERVESIM_VLLM_CACHE:-$HOME/.cache/servesim-vllm}
 P=$(cat "$ROOT/logs/server.pid" 2>/dev/null) || exit 0
 kill -TERM "$P" 2>/dev/null || exit 0
 for _ in $(seq 1 60); do kill -0 "$P" 2>/dev/null || break; sleep 0.5; done
