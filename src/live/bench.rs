@@ -38,10 +38,16 @@ pub struct LiveBenchArgs {
     /// Write the figures as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
-    /// Nice value for the client's threads (pacing thread and runtime workers); negative
-    /// values need CAP_SYS_NICE and are skipped with a notice otherwise; 0 leaves it alone.
+    /// Nice value for the client's threads (pacing thread and runtime workers) and the
+    /// process's autogroup; negative values need CAP_SYS_NICE and are skipped with a notice
+    /// otherwise; 0 leaves it alone.
     #[arg(long, default_value_t = -10, allow_hyphen_values = true)]
     pub nice: i32,
+    /// Run the client's threads under SCHED_RR at this real-time priority (1–99) instead of a
+    /// nice value, so other processes on a busy machine cannot delay its sends (needs
+    /// CAP_SYS_NICE). The mock server stays an ordinary process.
+    #[arg(long)]
+    pub realtime: Option<i32>,
 }
 
 /// Constant-rate requests with private prompts.
@@ -118,13 +124,34 @@ pub fn max_concurrent(run: &LiveRun) -> usize {
 pub fn cmd_live_bench(a: LiveBenchArgs) -> Result<ExitCode> {
     anyhow::ensure!(a.rate.is_finite() && a.rate > 0.0, "--rate must be > 0");
     // The client: its own runtime (and the pacing thread, this one) at the requested nice.
-    let nice = (a.nice != 0).then_some(a.nice);
-    let nice_note = match nice.map(super::set_thread_nice) {
-        None => "nice unchanged".to_string(),
-        Some(Ok(())) => format!("nice {}", a.nice),
-        Some(Err(e)) => format!("nice unchanged ({e})"),
+    use super::Priority;
+    let wanted = match a.realtime {
+        Some(p) => {
+            anyhow::ensure!((1..=99).contains(&p), "--realtime expects a priority in 1..=99");
+            Some(Priority::RealTime(p))
+        }
+        None => (a.nice != 0).then_some(Priority::Nice(a.nice)),
     };
-    let rt = super::runtime_with(nice.filter(|_| !nice_note.starts_with("nice unchanged")))?;
+    let (priority, nice_note) = match wanted {
+        None => (None, "default priority".to_string()),
+        Some(p) => match p.apply_to_thread() {
+            Ok(()) => {
+                let mut note = match p {
+                    Priority::Nice(n) => format!("nice {n}"),
+                    Priority::RealTime(r) => format!("SCHED_RR {r}"),
+                };
+                if let Priority::Nice(n) = p {
+                    match super::set_autogroup_nice(n) {
+                        Ok(()) => note.push_str(", autogroup too"),
+                        Err(e) => note.push_str(&format!(", autogroup unchanged: {e}")),
+                    }
+                }
+                (Some(p), note)
+            }
+            Err(e) => (None, format!("default priority ({p:?} refused: {e})")),
+        },
+    };
+    let rt = super::runtime_with(priority)?;
     // The in-process mock runs on separate threads at normal priority, so its work is not
     // counted as the client's and does not sit in the client's task queues.
     let mock_rt = tokio::runtime::Builder::new_multi_thread()

@@ -460,6 +460,9 @@ pub struct ScatterSeries {
     /// Drawn in grey, small and translucent (infeasible / not eligible).
     #[serde(default)]
     pub grey: bool,
+    /// Drawn as hollow ink rings around the points (marks points of another series).
+    #[serde(default)]
+    pub outline: bool,
     /// Palette index; `None` = position in the list.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub color: Option<usize>,
@@ -538,6 +541,12 @@ pub fn xy_chart(
         let mut legend = Vec::new();
         let mut clipped = false;
         for (i, s) in points.iter().enumerate() {
+            if s.outline {
+                let pts = s.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite() && p.1 <= y_max);
+                chart.draw_series(pts.map(|&p| Circle::new(p, 6, INK.stroke_width(2)))).map_err(err)?;
+                legend.push((s.label.clone(), INK, false));
+                continue;
+            }
             let c = if s.grey { GREY } else { color(s.color.unwrap_or(i)) };
             let (inside, above): (Vec<(f64, f64)>, Vec<(f64, f64)>) =
                 s.points.iter().copied().filter(|p| p.0.is_finite()).partition(|p| p.1.is_finite() && p.1 <= y_max);
@@ -561,7 +570,9 @@ pub fn xy_chart(
             } else {
                 chart.draw_series(LineSeries::new(pts, c.stroke_width(2))).map_err(err)?;
             }
-            legend.push((l.label.clone(), c, l.dashed));
+            if !l.label.is_empty() {
+                legend.push((l.label.clone(), c, l.dashed));
+            }
         }
         for m in hlines.iter().filter(|m| m.value <= y_max) {
             chart

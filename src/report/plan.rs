@@ -408,14 +408,28 @@ impl PlanPage {
         // All points.
         let rec_id = rep.recommendation.as_ref().map(|r| r.id.as_str());
         let columns = [
-            "point", "GPU", "model", "TP", "router", "replicas", "GPUs", "$/day", "status", "meets SLOs", "TTFT p90 (ms)",
-            "TPOT p90 (ms)", "seeds", "reason",
+            "point", "replicas", "GPUs", "$/day", "status", "meets SLOs", "TTFT p90 (ms)", "TPOT p90 (ms)", "seeds", "reason",
         ]
         .map(String::from)
         .to_vec();
-        let rows = rep
-            .points
-            .iter()
+        // Default order for a reader: the recommendation, then points meeting the SLOs by cost,
+        // then the rest (the table sorts by any column; plan.csv keeps enumeration order).
+        let rank = |r: &PointRow| -> u8 {
+            match (Some(r.id.as_str()) == rec_id, r.status.as_str(), r.feasible) {
+                (true, ..) => 0,
+                (_, "simulated", true) => 1,
+                (_, "inferred", true) => 2,
+                (_, "simulated", false) => 3,
+                (_, "inferred", false) => 4,
+                _ => 5,
+            }
+        };
+        let mut ordered: Vec<&PointRow> = rep.points.iter().collect();
+        ordered.sort_by(|a, b| {
+            rank(a).cmp(&rank(b)).then(a.cost_usd_per_day.total_cmp(&b.cost_usd_per_day)).then(a.id.cmp(&b.id))
+        });
+        let rows = ordered
+            .into_iter()
             .map(|r| {
                 let class = if Some(r.id.as_str()) == rec_id {
                     "rec"
@@ -429,10 +443,6 @@ impl PlanPage {
                     class: class.into(),
                     cells: vec![
                         r.id.clone(),
-                        r.gpu.clone(),
-                        r.model.clone(),
-                        r.tp.to_string(),
-                        r.router.clone(),
                         r.replicas.to_string(),
                         r.gpus.to_string(),
                         format!("{:.0}", r.cost_usd_per_day),
@@ -454,15 +464,20 @@ impl PlanPage {
         let mut by_kind: std::collections::BTreeMap<String, usize> = Default::default();
         for g in &rep.configurations {
             if let Some(p) = &g.pruned {
-                *by_kind.entry(p.kind.as_str().to_string()).or_default() += 1;
+                let label = match p.kind.as_str() {
+                    "roofline" => "roofline (every replica count)".to_string(),
+                    k => k.to_string(),
+                };
+                *by_kind.entry(label).or_default() += 1;
                 prune_rows.push(vec![g.group.id.clone(), p.kind.as_str().into(), "all".into(), p.reason.clone()]);
             }
             if let Some(m) = g.roofline_min.filter(|m| *m > g.group.min_replicas) {
-                *by_kind.entry("roofline (low counts)".into()).or_default() += 1;
+                *by_kind.entry("roofline (the lowest replica counts only)".into()).or_default() += 1;
+                let (lo, hi) = (g.group.min_replicas, (m - 1).min(g.group.max_replicas));
                 prune_rows.push(vec![
                     g.group.id.clone(),
                     "roofline".into(),
-                    format!("{}–{}", g.group.min_replicas, (m - 1).min(g.group.max_replicas)),
+                    if lo == hi { lo.to_string() } else { format!("{lo}–{hi}") },
                     g.roofline_reason.clone().unwrap_or_default(),
                 ]);
             }
@@ -526,6 +541,9 @@ fn pareto_figure(
     let sim: Vec<&PointRow> = rep.points.iter().filter(|r| r.status == "simulated").collect();
     let feasible_max = sim.iter().filter(|r| r.feasible).filter_map(|r| metric(r)).fold(0.0f64, f64::max);
     let (k, unit) = super::lat_unit(feasible_max.max(target.unwrap_or(0.0)));
+    // Visible range: the feasible points and the target; far-off infeasible points go on the
+    // top edge instead of squashing the rest.
+    let y_top = super::charts::nice_max(feasible_max.max(target.unwrap_or(0.0)) * k * 1.25);
     let mut gpus: Vec<String> = rep.per_gpu.iter().map(|g| g.gpu.clone()).collect();
     for r in &sim {
         if !gpus.contains(&r.gpu) {
@@ -536,13 +554,14 @@ fn pareto_figure(
         .iter()
         .enumerate()
         .map(|(i, g)| ScatterSeries {
-            label: format!("{g} (meets SLOs)"),
+            label: g.clone(),
             points: sim
                 .iter()
                 .filter(|r| r.feasible && &r.gpu == g)
                 .map(|r| (r.cost_usd_per_day, metric(r).map_or(f64::INFINITY, |v| v * k)))
                 .collect(),
             grey: false,
+            outline: false,
             color: Some(i),
         })
         .filter(|s| !s.points.is_empty())
@@ -555,7 +574,13 @@ fn pareto_figure(
     let unbounded = infeasible.iter().filter(|p| !p.1.is_finite()).count();
     let n_infeasible = infeasible.len();
     if !infeasible.is_empty() {
-        series.push(ScatterSeries { label: "misses an SLO".into(), points: infeasible, grey: true, color: None });
+        series.push(ScatterSeries {
+            label: "misses an SLO".into(),
+            points: infeasible,
+            grey: true,
+            outline: false,
+            color: None,
+        });
     }
     let mut fp: Vec<(f64, f64)> = front
         .iter()
@@ -570,7 +595,8 @@ fn pareto_figure(
         }
         stair.push(*p);
     }
-    let lines = vec![XyLine { label: "Pareto front".into(), points: stair, dashed: false, color: None }];
+    series.push(ScatterSeries { label: "Pareto front".into(), points: fp.clone(), grey: false, outline: true, color: None });
+    let lines = vec![XyLine { label: String::new(), points: stair, dashed: false, color: None }];
     let hlines: Vec<Marker> = target
         .map(|t| Marker { label: format!("SLO {name} ≤ {} {unit}", num_t(t * k)), value: t * k })
         .into_iter()
@@ -578,9 +604,6 @@ fn pareto_figure(
     let highlight = rep.recommendation.as_ref().and_then(|r| {
         metric(r).map(|v| Highlight { label: "recommended".into(), x: r.cost_usd_per_day, y: v * k })
     });
-    // Visible range: the feasible points and the target; far-off infeasible points go on the
-    // top edge instead of squashing the rest.
-    let y_top = super::charts::nice_max(feasible_max.max(target.unwrap_or(0.0)) * k * 1.25);
     let mut rows: Vec<&PointRow> = sim.clone();
     rows.sort_by(|a, b| a.cost_usd_per_day.total_cmp(&b.cost_usd_per_day).then(a.id.cmp(&b.id)));
     let table = Table {
@@ -604,17 +627,27 @@ fn pareto_figure(
             })
             .collect(),
     };
+    let above = series
+        .iter()
+        .filter(|s| !s.outline)
+        .flat_map(|s| &s.points)
+        .filter(|p| !(p.1.is_finite() && p.1 <= y_top))
+        .count();
     let mut caption = format!(
         "Each dot is one simulated point (a configuration at one replica count): its cost per day against its worst {name} over the seeds. Coloured dots meet every SLO (one colour per GPU); {n_infeasible} grey dots miss at least one."
     );
-    if unbounded > 0 {
-        caption.push_str(&format!(
-            " {unbounded} of them never finished some requests ({name} unbounded) and sit on the top edge as △."
-        ));
+    if above > 0 {
+        caption.push_str(&format!(" {above} points lie above the axis and sit on its top edge as △"));
+        caption.push_str(&if unbounded > 0 {
+            format!(" ({unbounded} of them left requests unfinished: {name} unbounded).")
+        } else {
+            ".".to_string()
+        });
     }
     caption.push_str(&format!(
-        " The black staircase is the Pareto front ({} point(s)): nothing to its lower left is cheaper and faster. The red ring is the recommendation.",
-        fp.len()
+        " Black rings joined by a staircase are the Pareto front ({} point{}): no point is both cheaper and faster. The red ring is the recommendation.",
+        fp.len(),
+        if fp.len() == 1 { "" } else { "s" }
     ));
     Figure {
         id: id.into(),
@@ -656,7 +689,7 @@ fn break_even_figure(rep: &PlanReport, today: f64, per_token: f64) -> Figure {
     }];
     if let Some(d) = p.dedicated_cost_usd_per_day {
         lines.push(XyLine {
-            label: "dedicated (recommendation)".into(),
+            label: "dedicated".into(),
             points: vec![(0.0, d), (x_max, d)],
             dashed: false,
             color: Some(2),
@@ -666,9 +699,10 @@ fn break_even_figure(rep: &PlanReport, today: f64, per_token: f64) -> Figure {
     let s = &rep.sensitivity;
     if let (Some(scale), Some(c)) = (s.traffic_scale, s.recommendation_cost_at_scaled_traffic) {
         points.push(ScatterSeries {
-            label: format!("dedicated at ×{} traffic", num_t(scale)),
+            label: format!("dedicated, ×{} traffic", num_t(scale)),
             points: vec![(today * scale / div, c)],
             grey: false,
+            outline: false,
             color: Some(2),
         });
     }

@@ -422,17 +422,19 @@ fn plan_page_marks_recommendation_front_and_infeasible_points() {
     assert_eq!(
         by,
         [
-            ("h100 (meets SLOs)", vec![(216.0, 0.9)], false),
-            ("l40s (meets SLOs)", vec![(96.0, 1.6)], false),
+            ("h100", vec![(216.0, 0.9)], false),
+            ("l40s", vec![(96.0, 1.6)], false),
             ("misses an SLO", vec![(144.0, 5.0), (48.0, f64::INFINITY)], true),
+            ("Pareto front", vec![(96.0, 1.6), (216.0, 0.9)], false),
         ]
     );
+    assert!(points[3].outline);
     assert_eq!(lines[0].points, [(96.0, 1.6), (216.0, 1.6), (216.0, 0.9)], "staircase front");
     assert_eq!(hlines[0].label, "SLO TTFT p90 ≤ 2 s");
     assert_eq!(highlight.as_ref().map(|h| (h.x, h.y)), Some((96.0, 1.6)));
     // Rendered: the unbounded point sits on the top edge, legend names every series.
     let svg = fig.chart.to_svg().unwrap();
-    for l in ["h100 (meets SLOs)", "l40s (meets SLOs)", "misses an SLO", "Pareto front", "recommended", "cost per day ($)", "TTFT p90 (s)", "above the top edge"] {
+    for l in ["h100", "l40s", "misses an SLO", "Pareto front", "recommended", "cost per day ($)", "TTFT p90 (s)", "above the top edge"] {
         assert!(svg.contains(l), "pareto SVG lacks `{l}`");
     }
     // Every point of the space is in the table; the recommendation is marked once.
@@ -442,7 +444,10 @@ fn plan_page_marks_recommendation_front_and_infeasible_points() {
     // Pruning lists the pruned configuration and the roofline-rejected counts.
     let kinds: Vec<&str> = page.pruning.rows.iter().map(|r| r[1].as_str()).collect();
     assert_eq!(kinds, ["roofline", "weights_do_not_fit"]);
-    assert_eq!(page.pruning.rows[0][2], "1–1");
+    assert_eq!(page.pruning.rows[0][2], "1");
+    // Default order: the recommendation first, then feasible points by cost.
+    assert_eq!(page.points.rows[0].cells[0], "l40s/m/tp2/e0/epp:default/r2");
+    assert_eq!(page.points.rows[1].cells[0], "h100/m/tp1/e0/round_robin/r3");
     // Pay per token: 1.152 B in × $0.1/M + 57.6 M out × $0.3/M = $132.48/day vs $96 dedicated.
     let ppt = page.pay_per_token.as_ref().unwrap();
     assert_eq!(ppt.kpis[0].value, "$132");
