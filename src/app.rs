@@ -265,6 +265,21 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
 /// `report DIR`: a run folder gives a run report; a `compare --out` folder (no summary.json,
 /// subfolders with one) gives a comparison in subfolder-name order.
 fn cmd_report(a: ReportArgs) -> Result<ExitCode> {
+    if a.dir.join("plan.json").exists() && !a.dir.join("summary.json").exists() {
+        // A `plan --out` folder: rebuild its index.html from plan.json.
+        let html_path = a.html.clone().unwrap_or_else(|| a.dir.join("index.html"));
+        let file = a.dir.join("plan.json");
+        let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        let rep: crate::plan::report::PlanReport =
+            serde_json::from_slice(&text).with_context(|| format!("{}: not a plan.json written by `servesim plan`", file.display()))?;
+        let page = report::plan::PlanPage::build(&rep);
+        if let Some(p) = &a.context_json {
+            metrics::write_atomic(p, serde_json::to_string_pretty(&page)?.as_bytes())?;
+        }
+        write_html(&html_path, report::plan::render_page(&page))?;
+        println!("report: {}", html_path.display());
+        return Ok(ExitCode::from(if rep.recommendation.is_some() { EXIT_OK } else { EXIT_CHECK_FAILED }));
+    }
     let html_path = a.html.clone().unwrap_or_else(|| a.dir.join("report.html"));
     let (ctx, passed) = if a.dir.join("summary.json").exists() {
         let r = report::ResultDir::read(&a.dir)?;

@@ -158,4 +158,25 @@ fn bundled_scenario_reports_open_cleanly_in_chromium() {
         .collect();
     let html = report::render_compare_html(&runs, &ScenarioInfo::new(Some(&sc), None)).unwrap();
     open_in_chromium(&bin, "compare-minimal", &html);
+
+    // The planner's page for the bundled plan, on a smaller space (1-minute points, TP 2/4,
+    // up to 8 replicas) so it stays quick.
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/coding-assistant-plan.yaml");
+    let sets: Vec<String> = ["plan.duration=60s", "plan.candidates.tensor_parallel_sizes=[2,4]", "plan.candidates.replicas.max=8"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let opts = servesim::plan::PlanOptions { sets, quiet: true, ..Default::default() };
+    let run = servesim::plan::run_plan(&p, &opts).unwrap();
+    let (ctx, groups) = servesim::plan::run::normalize(&run.context, &run.groups).unwrap();
+    let dir = tempdir("plan-out");
+    let rep = servesim::plan::report::write_all(&dir, &ctx, &groups).unwrap();
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    let rec = rep.recommendation.expect("the bundled plan has a recommendation");
+    assert!(html.contains(&rec.id.replace('/', "&#x2f;")), "the page names the recommendation");
+    assert_eq!(html.matches("<svg").count(), 3, "two Pareto fronts and the break-even chart");
+    assert_eq!(html.matches("<tr class=\"rec\">").count(), 1, "the recommendation is marked in the table");
+    assert!(html.contains("Pareto front") && html.contains("misses an SLO") && html.contains("recommended"));
+    open_in_chromium(&bin, "plan-coding-assistant", &html);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -38,6 +38,16 @@ pub struct LiveBenchArgs {
     /// Write the figures as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Nice value for the client's threads (pacing thread and runtime workers) and the
+    /// process's autogroup; negative values need CAP_SYS_NICE and are skipped with a notice
+    /// otherwise; 0 leaves it alone.
+    #[arg(long, default_value_t = -10, allow_hyphen_values = true)]
+    pub nice: i32,
+    /// Run the client's threads under SCHED_RR at this real-time priority (1–99) instead of a
+    /// nice value, so other processes on a busy machine cannot delay its sends (needs
+    /// CAP_SYS_NICE). The mock server stays an ordinary process.
+    #[arg(long)]
+    pub realtime: Option<i32>,
 }
 
 /// Constant-rate requests with private prompts.
@@ -84,6 +94,15 @@ impl Workload for ConstantWorkload {
     }
 }
 
+/// Thread name of the in-process mock server's runtime.
+pub const MOCK_THREAD: &str = "servesim-mock";
+
+/// CPU seconds used so far by the client's threads: the runtime workers and the main
+/// (pacing) thread, i.e. every thread but the mock's.
+fn client_cpu() -> f64 {
+    super::cpu_seconds_by_thread().iter().filter(|(name, _)| name != MOCK_THREAD).map(|x| x.1).sum()
+}
+
 /// Largest number of requests open at once (sent, not yet finished), from the rows.
 pub fn max_concurrent(run: &LiveRun) -> usize {
     let mut ev: Vec<(u64, i32)> = Vec::new();
@@ -104,10 +123,45 @@ pub fn max_concurrent(run: &LiveRun) -> usize {
 
 pub fn cmd_live_bench(a: LiveBenchArgs) -> Result<ExitCode> {
     anyhow::ensure!(a.rate.is_finite() && a.rate > 0.0, "--rate must be > 0");
-    let rt = super::runtime()?;
+    // The client: its own runtime (and the pacing thread, this one) at the requested nice.
+    use super::Priority;
+    let wanted = match a.realtime {
+        Some(p) => {
+            anyhow::ensure!((1..=99).contains(&p), "--realtime expects a priority in 1..=99");
+            Some(Priority::RealTime(p))
+        }
+        None => (a.nice != 0).then_some(Priority::Nice(a.nice)),
+    };
+    let (priority, nice_note) = match wanted {
+        None => (None, "default priority".to_string()),
+        Some(p) => match p.apply_to_thread() {
+            Ok(()) => {
+                let mut note = match p {
+                    Priority::Nice(n) => format!("nice {n}"),
+                    Priority::RealTime(r) => format!("SCHED_RR {r}"),
+                };
+                if let Priority::Nice(n) = p {
+                    match super::set_autogroup_nice(n) {
+                        Ok(()) => note.push_str(", autogroup too"),
+                        Err(e) => note.push_str(&format!(", autogroup unchanged: {e}")),
+                    }
+                }
+                (Some(p), note)
+            }
+            Err(e) => (None, format!("default priority ({p:?} refused: {e})")),
+        },
+    };
+    let rt = super::runtime_with(priority)?;
+    // The in-process mock runs on separate threads at normal priority, so its work is not
+    // counted as the client's and does not sit in the client's task queues.
+    let mock_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name(MOCK_THREAD)
+        .build()?;
     let mock = match &a.endpoint {
         Some(_) => None,
-        None => Some(rt.block_on(super::mock::MockServer::start(super::mock::MockConfig {
+        None => Some(mock_rt.block_on(super::mock::MockServer::start(super::mock::MockConfig {
             ttft: a.ttft,
             itl: a.itl,
             continuous_usage: false,
@@ -157,7 +211,10 @@ pub fn cmd_live_bench(a: LiveBenchArgs) -> Result<ExitCode> {
         a.itl,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
+    let cpu0 = client_cpu();
     let run = super::drive(&rt, &opts, w, &streams, Arc::new(AtomicBool::new(false)))?;
+    let cpu = client_cpu() - cpu0;
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
     let live = super::live_stats(&run);
     let completed = run.rows.iter().filter(|r| r.outcome == Outcome::Completed).count();
     let maxc = max_concurrent(&run);
@@ -192,11 +249,18 @@ pub fn cmd_live_bench(a: LiveBenchArgs) -> Result<ExitCode> {
         ms(&start["p99"]),
         ms(&start["max"])
     );
+    println!(
+        "  client CPU: {cpu:.2} s over {:.2} s wall = {:.2} cores busy (pacing thread + {workers} runtime workers, {nice_note}; {} cores in the machine)",
+        run.wall.as_secs_f64(),
+        cpu / run.wall.as_secs_f64().max(1e-9),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
     if let Some(p) = &a.json {
         let v = serde_json::json!({
             "rate": a.rate, "duration_s": a.duration.as_secs_f64(), "requests": run.rows.len(),
             "completed": completed, "max_concurrent_streams": maxc, "server_max_running": server_max,
             "send_lag_s": lag, "task_start_lag_s": start, "dispatch_lag_s": &live["dispatch_lag_s"], "wall_s": run.wall.as_secs_f64(),
+            "client_cpu_s": cpu, "client_threads": workers + 1, "nice": nice_note,
         });
         crate::metrics::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }

@@ -177,12 +177,122 @@ fn ns_since(t0: Instant) -> u64 {
 
 /// A tokio runtime for live mode (worker threads = available cores, at least 2).
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    runtime_with(None)
+}
+
+/// Thread name of the live client's runtime workers (CPU accounting in `live-bench`).
+pub const CLIENT_THREAD: &str = "servesim-live";
+
+/// The live client's runtime. Workers look at the shared (injection) queue every 8 tasks
+/// instead of tokio's 61: requests are spawned from the pacing thread, so under a backlog of
+/// stream chunks a new request would otherwise wait behind up to 61 of them. With
+/// `nice = Some(n)` every worker lowers its nice value to `n` when it starts (best effort; see
+/// [`set_thread_nice`]), so other processes' CPU use delays the client less.
+pub fn runtime_with(priority: Option<Priority>) -> Result<tokio::runtime::Runtime> {
     let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(n)
-        .enable_all()
-        .thread_name("servesim-live")
-        .build()?)
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.worker_threads(n).enable_all().thread_name(CLIENT_THREAD).global_queue_interval(8);
+    if let Some(p) = priority {
+        b.on_thread_start(move || {
+            let _ = p.apply_to_thread();
+        });
+    }
+    Ok(b.build()?)
+}
+
+/// Scheduling priority for the client's threads (`live-bench`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Priority {
+    /// A nice value (per thread, and for the process's autogroup, see [`set_autogroup_nice`]).
+    Nice(i32),
+    /// SCHED_RR at this real-time priority (1–99): the client preempts every ordinary process.
+    RealTime(i32),
+}
+
+impl Priority {
+    pub fn apply_to_thread(self) -> std::result::Result<(), String> {
+        match self {
+            Priority::Nice(n) => set_thread_nice(n),
+            Priority::RealTime(p) => set_thread_realtime(p),
+        }
+    }
+}
+
+/// Sets the nice value of this process's autogroup (Linux with `sched_autogroup_enabled`: the
+/// CPU is shared fairly between sessions first, so a thread's own nice value only counts
+/// against threads of the same session; on a machine busy with other sessions, this is what
+/// gives the client its share). It applies to the whole session (the calling shell included).
+pub fn set_autogroup_nice(nice: i32) -> std::result::Result<(), String> {
+    match std::fs::write("/proc/self/autogroup", nice.to_string()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("no autogroups on this system".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Puts the calling thread in SCHED_RR at `prio` (needs CAP_SYS_NICE). The kernel's real-time
+/// throttling (`sched_rt_runtime_us`) still leaves ordinary processes 5 % of the CPU.
+pub fn set_thread_realtime(prio: i32) -> std::result::Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: prio };
+        // SAFETY: plain syscall on the calling thread's own id with a valid parameter struct.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+            libc::sched_setscheduler(tid, libc::SCHED_RR, &param)
+        };
+        if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().to_string()) }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = prio;
+        Err("real-time scheduling is only set on Linux".into())
+    }
+}
+
+/// Sets the calling thread's nice value (Linux keeps one per thread). Negative values need
+/// CAP_SYS_NICE (root, or `setcap cap_sys_nice+ep`); the error says why it was not applied.
+pub fn set_thread_nice(nice: i32) -> std::result::Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, nice)
+        };
+        if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().to_string()) }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = nice;
+        Err("thread priorities are only set on Linux".into())
+    }
+}
+
+/// CPU seconds (user + system) used so far by this process's threads, grouped by thread name
+/// prefix (`/proc/self/task/*/stat`; Linux only, empty elsewhere).
+pub fn cpu_seconds_by_thread() -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return out };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    for e in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let (Some(a), Some(b)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat[a + 1..b].to_string();
+        let f: Vec<&str> = stat[b + 1..].split_whitespace().collect();
+        // Fields after the name: state(0) … utime(11) stime(12).
+        let (Some(u), Some(s)) = (f.get(11).and_then(|x| x.parse::<f64>().ok()), f.get(12).and_then(|x| x.parse::<f64>().ok()))
+        else {
+            continue;
+        };
+        match out.iter_mut().find(|x| x.0 == name) {
+            Some(x) => x.1 += (u + s) / hz,
+            None => out.push((name, (u + s) / hz)),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 async fn scrape_once(client: &reqwest::Client, url: &str, timeout: Duration) -> Option<scrape::Scraped> {

@@ -25,7 +25,7 @@ pub use record::{Outcome, RecordError, RequestRecord};
 pub use recorder::{ItlSamples, Recorder, ReplicaSteps, TickRow};
 pub use summary::{
     PriceInfo, ReplicaSummary, ReplicaTotals, RequestCounts, RunMeta, RunTotals, SloCheck, SloReport, Stats, Summary,
-    Throughput, evaluate_slo, percentile, weighted_percentile,
+    SloPopulation, Throughput, evaluate_records_slo, evaluate_slo, percentile, weighted_percentile,
 };
 
 use crate::step_time::BatchShape;

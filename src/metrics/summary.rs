@@ -337,7 +337,14 @@ impl Summary {
         let tpot_s = Stats::from_secs(tpot);
         let e2e_s = Stats::from_secs(e2e);
         let error_rate = ratio(counts.rejected + counts.failed, counts.submitted);
-        let slo = evaluate_slo(&meta.slo, &ttft_s, &tpot_s, &e2e_s, error_rate);
+        // The verdict uses the SLO population (unfinished requests count as infinitely slow),
+        // the same one the planner judges plan points on; the descriptive stats above stay
+        // over completed requests. Without in-flight requests the two populations are equal.
+        let slo = if counts.in_flight == 0 {
+            evaluate_slo(&meta.slo, &ttft_s, &tpot_s, &e2e_s, error_rate)
+        } else {
+            evaluate_records_slo(&meta.slo, records.iter())
+        };
 
         Summary {
             scenario: meta.scenario.clone(),
@@ -409,6 +416,66 @@ fn per_replica_summaries(meta: &RunMeta, totals: &RunTotals, recorder: &Recorder
         }
     }
     out
+}
+
+/// The populations SLOs are judged on, over a set of requests.
+///
+/// One definition for every verdict (`run`, `compare`, `check`, live runs and the planner):
+/// - TTFT: completed requests, plus requests still in flight when the run stopped, at their
+///   TTFT if they got a first token and as +∞ otherwise;
+/// - E2E: completed requests, plus in-flight ones as +∞;
+/// - TPOT: completed requests only (an unfinished request has no defined TPOT);
+/// - error rate: (rejected + failed) / all requests;
+/// - percentiles: nearest rank ([`percentile`]).
+///
+/// Counting unfinished requests as infinitely slow means a configuration cannot pass by
+/// leaving its slowest requests unfinished; with no request in flight the populations equal
+/// the completed-only statistics of [`Summary`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SloPopulation {
+    pub ttft: Stats,
+    pub tpot: Stats,
+    pub e2e: Stats,
+    pub error_rate: Option<f64>,
+    pub requests: u64,
+}
+
+impl SloPopulation {
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a RequestRecord>) -> SloPopulation {
+        let (mut ttft, mut tpot, mut e2e) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut n, mut errors) = (0u64, 0u64);
+        for r in records {
+            n += 1;
+            match r.outcome {
+                Outcome::Completed => {
+                    ttft.extend(r.ttft_s());
+                    tpot.extend(r.tpot_s());
+                    e2e.extend(r.e2e_s());
+                }
+                Outcome::Rejected | Outcome::Failed => errors += 1,
+                Outcome::InFlight => {
+                    ttft.push(r.ttft_s().unwrap_or(f64::INFINITY));
+                    e2e.push(f64::INFINITY);
+                }
+            }
+        }
+        SloPopulation {
+            ttft: Stats::from_secs(ttft),
+            tpot: Stats::from_secs(tpot),
+            e2e: Stats::from_secs(e2e),
+            error_rate: ratio(errors, n),
+            requests: n,
+        }
+    }
+
+    pub fn evaluate(&self, slo: &SloFile) -> SloReport {
+        evaluate_slo(slo, &self.ttft, &self.tpot, &self.e2e, self.error_rate)
+    }
+}
+
+/// [`SloPopulation::of`] then [`evaluate_slo`].
+pub fn evaluate_records_slo<'a>(slo: &SloFile, records: impl IntoIterator<Item = &'a RequestRecord>) -> SloReport {
+    SloPopulation::of(records).evaluate(slo)
 }
 
 /// Evaluates the SLO file against the statistics, in a fixed check order.

@@ -241,8 +241,11 @@ fn slo_verdict_and_margin() {
     let s = Summary::build(&handmade_meta(slo), &handmade_totals(), &mut r);
     let c = &s.slo.checks;
     assert_eq!(c.len(), 3);
-    assert_eq!((c[0].metric.as_str(), c[0].target, c[0].actual, c[0].passed), ("ttft_p90_s", 0.5, Some(0.3), true));
-    assert!((c[0].margin.unwrap() - 0.2).abs() < 1e-12);
+    // The verdict's TTFT population includes request 3, still in flight at 0.5 s TTFT (the
+    // SLO definition shared with the planner); the descriptive stats cover completed ones only.
+    assert_eq!((c[0].metric.as_str(), c[0].target, c[0].actual, c[0].passed), ("ttft_p90_s", 0.5, Some(0.5), true));
+    assert_eq!(c[0].margin, Some(0.0));
+    assert_eq!(s.ttft_s.p90, Some(0.3));
     assert_eq!((c[1].metric.as_str(), c[1].actual, c[1].passed), ("tpot_p99_s", Some(0.05), false));
     assert!((c[1].margin.unwrap() + 0.01).abs() < 1e-12);
     assert_eq!((c[2].metric.as_str(), c[2].actual, c[2].passed), ("error_rate", Some(0.25), true));

@@ -1,6 +1,11 @@
 //! Deployable starting points for the recommendation: vLLM arguments, a Kubernetes Deployment,
-//! an HPA, a Gateway API InferencePool and the EPP's EndpointPickerConfig; and the Indexed Job
-//! that runs a plan's shards. Each manifest is a minimal serde struct written as YAML and
+//! an HPA and the equivalent KEDA ScaledObject, a Gateway API InferencePool and the EPP's
+//! EndpointPickerConfig; and the Indexed Job that runs a plan's shards.
+//!
+//! Autoscaling manifests are rendered from one [`AutoscalerEmit`] value (replica bounds,
+//! signal, threshold, timing). Today the planner fills it from the recommendation
+//! ([`AutoscalerEmit::for_recommendation`]); once the planner searches autoscaler settings, the
+//! chosen setting is passed to [`write_manifests_with`] instead and both manifests follow it. Each manifest is a minimal serde struct written as YAML and
 //! parsed back (and compared) before it is written; image, namespace and secrets are
 //! placeholders the user must fill in.
 
@@ -125,6 +130,177 @@ pub struct HpaSpec {
     pub min_replicas: u32,
     pub max_replicas: u32,
     pub metrics: Vec<HpaMetric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behavior: Option<HpaBehavior>,
+}
+
+/// `autoscaling/v2` scaling behaviour (also what KEDA copies into the HPA it owns).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HpaBehavior {
+    pub scale_up: ScalingRules,
+    pub scale_down: ScalingRules,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingRules {
+    pub stabilization_window_seconds: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select_policy: Option<String>,
+    pub policies: Vec<ScalingPolicy>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingPolicy {
+    #[serde(rename = "type")]
+    pub policy_type: String,
+    pub value: u32,
+    pub period_seconds: u32,
+}
+
+/// `keda.sh/v1alpha1` ScaledObject spec (the fields servesim writes).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaledObjectSpec {
+    pub scale_target_ref: KedaTargetRef,
+    pub polling_interval: u32,
+    pub cooldown_period: u32,
+    pub min_replica_count: u32,
+    pub max_replica_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advanced: Option<KedaAdvanced>,
+    pub triggers: Vec<KedaTrigger>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KedaTargetRef {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KedaAdvanced {
+    pub horizontal_pod_autoscaler_config: KedaHpaConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KedaHpaConfig {
+    pub behavior: HpaBehavior,
+}
+
+/// A KEDA trigger; `metadata` values are strings, as KEDA requires.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KedaTrigger {
+    #[serde(rename = "type")]
+    pub trigger_type: String,
+    pub metric_type: String,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The signal an autoscaler scales on.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScaleSignal {
+    /// vLLM's `vllm:num_requests_waiting`, averaged per replica.
+    VllmWaiting { per_replica: f64 },
+    /// The EPP's flow-control queue (`llm_d_epp_flow_control_queue_size`), averaged per replica;
+    /// only exists with EPP flow control on.
+    EppQueue { per_replica: f64 },
+}
+
+/// What the HPA and ScaledObject say: one value so both stay consistent, and so the planner's
+/// autoscaler axis can hand its chosen setting straight to the emitter.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AutoscalerEmit {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub signal: ScaleSignal,
+    /// KEDA `pollingInterval` (s).
+    pub polling_interval_s: u32,
+    /// KEDA `cooldownPeriod` (s; only affects scaling to zero).
+    pub cooldown_s: u32,
+    pub scale_up_stabilization_s: u32,
+    pub scale_down_stabilization_s: u32,
+    /// Scaling policy period (s) for both directions.
+    pub policy_period_s: u32,
+}
+
+/// Queue depth per replica treated as "needs another replica": the EPP utilization
+/// detector's default `queueDepthThreshold`.
+pub const DEFAULT_WAITING_PER_REPLICA: f64 = 5.0;
+/// The llm-d KEDA recipe's EPP queue target (AverageValue 1).
+pub const DEFAULT_EPP_QUEUE_PER_REPLICA: f64 = 1.0;
+
+impl AutoscalerEmit {
+    /// The recommendation's bounds: it never scales below the replica count that met the SLOs
+    /// on every seed, and up to the count the traffic sensitivity found (at least +30 %).
+    /// Signal: the EPP queue when the recommendation routes with the EPP, else vLLM's waiting
+    /// queue; thresholds and timing are the documented defaults (Kubernetes HPA behaviour,
+    /// the llm-d KEDA recipe) until the planner searches them.
+    pub fn for_recommendation(gr: &GroupResult, replicas: u32) -> AutoscalerEmit {
+        let max = gr.traffic_up_min.unwrap_or(replicas).max(replicas + (replicas as f64 * 0.3).ceil() as u32);
+        let signal = if gr.group.router.starts_with("epp") {
+            ScaleSignal::EppQueue { per_replica: DEFAULT_EPP_QUEUE_PER_REPLICA }
+        } else {
+            ScaleSignal::VllmWaiting { per_replica: DEFAULT_WAITING_PER_REPLICA }
+        };
+        AutoscalerEmit {
+            min_replicas: replicas,
+            max_replicas: max,
+            signal,
+            polling_interval_s: 15,
+            cooldown_s: 300,
+            scale_up_stabilization_s: 0,
+            scale_down_stabilization_s: 300,
+            policy_period_s: 15,
+        }
+    }
+
+    pub fn behavior(&self) -> HpaBehavior {
+        let rules = |window, pods: Option<u32>| ScalingRules {
+            stabilization_window_seconds: window,
+            select_policy: pods.map(|_| "Max".to_string()),
+            policies: std::iter::once(ScalingPolicy {
+                policy_type: "Percent".into(),
+                value: 100,
+                period_seconds: self.policy_period_s,
+            })
+            .chain(pods.map(|p| ScalingPolicy { policy_type: "Pods".into(), value: p, period_seconds: self.policy_period_s }))
+            .collect(),
+        };
+        HpaBehavior { scale_up: rules(self.scale_up_stabilization_s, Some(4)), scale_down: rules(self.scale_down_stabilization_s, None) }
+    }
+
+    /// Threshold as the string both manifests carry (`5`, `0.5`).
+    pub fn threshold(&self) -> String {
+        let v = match self.signal {
+            ScaleSignal::VllmWaiting { per_replica } | ScaleSignal::EppQueue { per_replica } => per_replica,
+        };
+        let s = format!("{v}");
+        s.strip_suffix(".0").map(str::to_owned).unwrap_or(s)
+    }
+
+    /// HPA `Pods` metric name (through a Prometheus adapter, which cannot carry `:`).
+    pub fn hpa_metric(&self) -> &'static str {
+        match self.signal {
+            ScaleSignal::VllmWaiting { .. } => "vllm_num_requests_waiting",
+            ScaleSignal::EppQueue { .. } => "llm_d_epp_flow_control_queue_size",
+        }
+    }
+
+    /// PromQL of the KEDA trigger: the pool-wide sum (KEDA divides by replicas for AverageValue).
+    pub fn promql(&self, app: &str, model_name: &str) -> String {
+        match self.signal {
+            ScaleSignal::VllmWaiting { .. } => format!("sum(vllm:num_requests_waiting{{model_name=\"{model_name}\"}})"),
+            ScaleSignal::EppQueue { .. } => format!("sum(llm_d_epp_flow_control_queue_size{{inference_pool=\"{app}\"}})"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -247,8 +423,83 @@ pub fn epp_profile(router: &str) -> String {
     }
 }
 
-/// The written manifests (paths) of the recommendation.
+/// The written manifests (paths) of the recommendation, autoscaled per
+/// [`AutoscalerEmit::for_recommendation`].
 pub fn write_manifests(dir: &Path, ctx: &PlanContext, gr: &GroupResult, replicas: u32) -> Result<Vec<PathBuf>> {
+    write_manifests_with(dir, ctx, gr, replicas, &AutoscalerEmit::for_recommendation(gr, replicas))
+}
+
+/// The HPA for `app` under `a`.
+pub fn hpa_manifest(app: &str, a: &AutoscalerEmit) -> Manifest<HpaSpec> {
+    Manifest {
+        api_version: "autoscaling/v2".into(),
+        kind: "HorizontalPodAutoscaler".into(),
+        metadata: Meta {
+            name: app.to_string(),
+            namespace: Some("REPLACE-ME-namespace".into()),
+            labels: labels(app),
+            ..Default::default()
+        },
+        spec: HpaSpec {
+            scale_target_ref: ScaleTargetRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: app.to_string(),
+            },
+            min_replicas: a.min_replicas,
+            max_replicas: a.max_replicas,
+            metrics: vec![HpaMetric {
+                metric_type: "Pods".into(),
+                pods: PodsMetric {
+                    metric: MetricName { name: a.hpa_metric().into() },
+                    target: MetricTarget { target_type: "AverageValue".into(), average_value: a.threshold() },
+                },
+            }],
+            behavior: Some(a.behavior()),
+        },
+    }
+}
+
+/// The KEDA ScaledObject for `app` under `a`: one Prometheus trigger, the same bounds,
+/// threshold and behaviour as the HPA.
+pub fn keda_scaled_object(app: &str, model_name: &str, a: &AutoscalerEmit) -> Manifest<ScaledObjectSpec> {
+    Manifest {
+        api_version: "keda.sh/v1alpha1".into(),
+        kind: "ScaledObject".into(),
+        metadata: Meta {
+            name: app.to_string(),
+            namespace: Some("REPLACE-ME-namespace".into()),
+            labels: labels(app),
+            ..Default::default()
+        },
+        spec: ScaledObjectSpec {
+            scale_target_ref: KedaTargetRef { api_version: "apps/v1".into(), kind: "Deployment".into(), name: app.to_string() },
+            polling_interval: a.polling_interval_s,
+            cooldown_period: a.cooldown_s,
+            min_replica_count: a.min_replicas,
+            max_replica_count: a.max_replicas,
+            advanced: Some(KedaAdvanced { horizontal_pod_autoscaler_config: KedaHpaConfig { behavior: a.behavior() } }),
+            triggers: vec![KedaTrigger {
+                trigger_type: "prometheus".into(),
+                metric_type: "AverageValue".into(),
+                metadata: BTreeMap::from([
+                    ("serverAddress".to_string(), "http://REPLACE-ME-prometheus.monitoring.svc:9090".to_string()),
+                    ("query".to_string(), a.promql(app, model_name)),
+                    ("threshold".to_string(), a.threshold()),
+                ]),
+            }],
+        },
+    }
+}
+
+/// [`write_manifests`] with an explicit autoscaler setting (the planner's autoscaler axis).
+pub fn write_manifests_with(
+    dir: &Path,
+    ctx: &PlanContext,
+    gr: &GroupResult,
+    replicas: u32,
+    autoscaler: &AutoscalerEmit,
+) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let g = &gr.group;
     let Some(res) = &gr.resolved else { bail!("configuration {} was not resolved", g.id) };
@@ -322,34 +573,18 @@ pub fn write_manifests(dir: &Path, ctx: &PlanContext, gr: &GroupResult, replicas
         },
     };
     put("vllm-deployment.yaml", to_yaml_checked(&dep)?)?;
-    let max = gr.traffic_up_min.unwrap_or(replicas).max(replicas + (replicas as f64 * 0.3).ceil() as u32);
-    let hpa = Manifest {
-        api_version: "autoscaling/v2".into(),
-        kind: "HorizontalPodAutoscaler".into(),
-        metadata: Meta {
-            name: app.clone(),
-            namespace: Some("REPLACE-ME-namespace".into()),
-            labels: labels(&app),
-            ..Default::default()
-        },
-        spec: HpaSpec {
-            scale_target_ref: ScaleTargetRef {
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into(),
-                name: app.clone(),
+    put("vllm-hpa.yaml", to_yaml_checked(&hpa_manifest(&app, autoscaler))?)?;
+    put(
+        "vllm-keda-scaledobject.yaml",
+        format!(
+            "# KEDA ScaledObject equivalent to vllm-hpa.yaml (use one of the two: KEDA creates and owns its own HPA).\n# Fill in the Prometheus address; {}\n{}",
+            match autoscaler.signal {
+                ScaleSignal::EppQueue { .. } => "the EPP queue series exists only with EPP flow control on.",
+                ScaleSignal::VllmWaiting { .. } => "the query sums vLLM's waiting queue over the pool.",
             },
-            min_replicas: replicas,
-            max_replicas: max,
-            metrics: vec![HpaMetric {
-                metric_type: "Pods".into(),
-                pods: PodsMetric {
-                    metric: MetricName { name: "vllm_num_requests_waiting".into() },
-                    target: MetricTarget { target_type: "AverageValue".into(), average_value: "5".into() },
-                },
-            }],
-        },
-    };
-    put("vllm-hpa.yaml", to_yaml_checked(&hpa)?)?;
+            to_yaml_checked(&keda_scaled_object(&app, &res.model_name, autoscaler))?
+        ),
+    )?;
     let pool = Manifest {
         api_version: "inference.networking.k8s.io/v1".into(),
         kind: "InferencePool".into(),

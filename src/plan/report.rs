@@ -1,6 +1,6 @@
 //! From group results to the plan report: one row per point of the space, the ranking under
 //! the objective, recommendation and runners-up, Pareto fronts, the pay-per-token comparison
-//! and sensitivity; written as `plan.json`, `plan.csv` and `plan.md`.
+//! and sensitivity; written as `plan.json`, `plan.csv`, `plan.md` and the HTML page `index.html`.
 
 use super::run::PlanContext;
 use super::search::GroupResult;
@@ -646,6 +646,7 @@ pub fn write_all(dir: &Path, ctx: &PlanContext, groups: &[GroupResult]) -> anyho
     crate::metrics::write_atomic(&dir.join("plan.json"), serde_json::to_string_pretty(&rep)?.as_bytes())?;
     crate::metrics::write_atomic(&dir.join("plan.csv"), render_csv(&rep.points)?.as_bytes())?;
     crate::metrics::write_atomic(&dir.join("plan.md"), render_text(&rep).as_bytes())?;
+    crate::metrics::write_atomic(&dir.join("index.html"), crate::report::plan::render_plan_html(&rep)?.as_bytes())?;
     if let Some(r) = &rep.recommendation {
         let gr = groups.iter().find(|g| g.group.id == r.config).expect("recommended group exists");
         super::emit::write_manifests(dir, ctx, gr, r.replicas)?;

@@ -6,8 +6,7 @@ use super::prune::{self, PruneKind, Pruned, WindowLoad};
 use super::space::Group;
 use super::{Evaluate, Objective, PlanConfig, SearchMode};
 use crate::metrics::RequestRecord;
-use crate::metrics::record::Outcome;
-use crate::metrics::summary::{Stats, evaluate_slo};
+use crate::metrics::SloPopulation;
 use crate::scenario::raw::{PriceOverride, SloFile};
 use crate::scenario::{self, Scenario, ScenarioFile};
 use crate::units::{NANOS_PER_SEC, SimDuration};
@@ -151,38 +150,20 @@ pub fn point_file(base: &ScenarioFile, g: &Group, replicas: u32, seed: u64) -> a
     Ok(f)
 }
 
-/// Statistics over the records that arrived in the evaluation window.
+/// Statistics over the records that arrived in the evaluation window, judged with the one SLO
+/// definition every verdict uses ([`SloPopulation`]: unfinished requests count as infinitely
+/// slow, nearest-rank percentiles); only the window is the planner's own.
 pub fn evaluate_records(records: &[RequestRecord], slo: &SloFile, evaluate: Evaluate, seed: u64) -> SeedEval {
     let (lo, hi) = window_of(records.iter().map(|r| r.arrival.as_nanos()), evaluate);
-    let (mut ttft, mut tpot, mut e2e) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut n, mut errors, mut cached, mut input) = (0u64, 0u64, 0u64, 0u64);
-    for r in records {
-        let a = r.arrival.as_nanos();
-        if a < lo || a >= hi {
-            continue;
-        }
-        n += 1;
-        if r.scheduled.is_some() {
-            cached += r.cached_tokens as u64;
-            input += r.input_tokens as u64;
-        }
-        match r.outcome {
-            Outcome::Completed => {
-                ttft.extend(r.ttft_s());
-                tpot.extend(r.tpot_s());
-                e2e.extend(r.e2e_s());
-            }
-            Outcome::Rejected | Outcome::Failed => errors += 1,
-            // Unfinished when the run stopped: slower than any target.
-            Outcome::InFlight => {
-                ttft.push(r.ttft_s().unwrap_or(f64::INFINITY));
-                e2e.push(f64::INFINITY);
-            }
-        }
+    let in_window = || records.iter().filter(|r| (lo..hi).contains(&r.arrival.as_nanos()));
+    let (mut cached, mut input) = (0u64, 0u64);
+    for r in in_window().filter(|r| r.scheduled.is_some()) {
+        cached += r.cached_tokens as u64;
+        input += r.input_tokens as u64;
     }
-    let (ttft, tpot, e2e) = (Stats::from_secs(ttft), Stats::from_secs(tpot), Stats::from_secs(e2e));
-    let error_rate = if n > 0 { Some(errors as f64 / n as f64) } else { None };
-    let report = evaluate_slo(slo, &ttft, &tpot, &e2e, error_rate);
+    let pop = SloPopulation::of(in_window());
+    let report = pop.evaluate(slo);
+    let (n, ttft, tpot, e2e, error_rate) = (pop.requests, pop.ttft, pop.tpot, pop.e2e, pop.error_rate);
     let fin = |v: Option<f64>| v.filter(|x| x.is_finite());
     let failed = report
         .checks

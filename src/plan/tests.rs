@@ -1,4 +1,4 @@
-use super::emit::{self, DeploymentSpec, HpaSpec, InferencePoolSpec, JobSpec, Manifest};
+use super::emit::{self, AutoscalerEmit, DeploymentSpec, HpaSpec, InferencePoolSpec, JobSpec, Manifest, ScaleSignal, ScaledObjectSpec};
 use super::prune::{self, PruneKind, WindowLoad};
 use super::report;
 use super::run::{self, PlanOptions};
@@ -302,6 +302,29 @@ fn plan_end_to_end() {
     assert_eq!(hpa.spec.min_replicas, rec.replicas);
     assert!(hpa.spec.max_replicas >= rec.replicas);
     assert_eq!(hpa.spec.scale_target_ref.name, dep.metadata.name);
+    assert_eq!(hpa.spec.metrics[0].pods.metric.name, "vllm_num_requests_waiting");
+    assert_eq!(hpa.spec.behavior.as_ref().unwrap().scale_down.stabilization_window_seconds, 300);
+    // The KEDA ScaledObject beside it: same bounds, threshold and behaviour, a Prometheus trigger.
+    let keda_text = std::fs::read_to_string(deploy.join("vllm-keda-scaledobject.yaml")).unwrap();
+    let keda: Manifest<ScaledObjectSpec> = serde_saphyr::from_str(&keda_text).unwrap();
+    assert_eq!((keda.api_version.as_str(), keda.kind.as_str()), ("keda.sh/v1alpha1", "ScaledObject"));
+    assert_eq!((keda.spec.min_replica_count, keda.spec.max_replica_count), (hpa.spec.min_replicas, hpa.spec.max_replicas));
+    assert_eq!(keda.spec.scale_target_ref.name, dep.metadata.name);
+    let t = &keda.spec.triggers[0];
+    assert_eq!((t.trigger_type.as_str(), t.metric_type.as_str()), ("prometheus", "AverageValue"));
+    assert_eq!(t.metadata["threshold"], hpa.spec.metrics[0].pods.target.average_value);
+    assert_eq!(t.metadata["query"], "sum(vllm:num_requests_waiting{model_name=\"meta-llama/Llama-3.1-8B-Instruct\"})");
+    assert_eq!(keda.spec.advanced.as_ref().unwrap().horizontal_pod_autoscaler_config.behavior, hpa.spec.behavior.clone().unwrap());
+    // Generic YAML view: KEDA wants every trigger metadata value as a string.
+    let v: serde_json::Value = serde_saphyr::from_str(&keda_text).unwrap();
+    assert!(v["spec"]["triggers"][0]["metadata"].as_object().unwrap().values().all(|x| x.is_string()));
+    assert_eq!(v["spec"]["pollingInterval"], 15);
+    // The plan page.
+    let html = std::fs::read_to_string(a.join("index.html")).unwrap();
+    // minijinja escapes `/` as `&#x2f;`.
+    assert!(html.contains(&rec.id.replace('/', "&#x2f;")), "plan page names the recommendation");
+    assert_eq!(html.matches("<svg").count(), 3, "plan page: pareto x2 + break-even");
+    assert_eq!(html.matches("<tr class=\"rec\">").count(), 1);
     let pool: Manifest<InferencePoolSpec> =
         serde_saphyr::from_str(&std::fs::read_to_string(deploy.join("inferencepool.yaml")).unwrap()).unwrap();
     assert_eq!(pool.kind, "InferencePool");
@@ -320,4 +343,78 @@ fn plan_end_to_end() {
     assert_eq!((job.spec.completion_mode.as_str(), job.spec.completions), ("Indexed", 4));
     assert!(job.spec.template.spec.containers[0].args[0].contains("--shard ${JOB_COMPLETION_INDEX}/4"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A chosen autoscaler setting flows into both manifests; EPP routing scales on the EPP queue.
+#[test]
+fn autoscaler_setting_drives_hpa_and_keda() {
+    let mut g = group("h100_sxm", "llama-3.1-8b", 1, 2.0);
+    g.router = "epp:default".into();
+    let gr = search::GroupResult {
+        group: g,
+        pruned: None,
+        roofline_min: None,
+        roofline_reason: None,
+        resolved: None,
+        evals: vec![],
+        min_replicas: Some(4),
+        infeasible: None,
+        budget_replicas: None,
+        traffic_up_min: Some(7),
+        traffic_up_note: None,
+        simulations: 0,
+    };
+    let a = AutoscalerEmit::for_recommendation(&gr, 4);
+    assert_eq!((a.min_replicas, a.max_replicas), (4, 7));
+    assert_eq!(a.signal, ScaleSignal::EppQueue { per_replica: 1.0 });
+    let k = emit::keda_scaled_object("vllm-x", "m", &a);
+    let text = emit::to_yaml_checked(&k).unwrap();
+    let back: Manifest<ScaledObjectSpec> = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(back.spec.triggers[0].metadata["query"], "sum(llm_d_epp_flow_control_queue_size{inference_pool=\"vllm-x\"})");
+    assert_eq!(back.spec.triggers[0].metadata["threshold"], "1");
+    // A setting chosen elsewhere (the future autoscaler axis) is emitted as given.
+    let chosen = AutoscalerEmit { signal: ScaleSignal::VllmWaiting { per_replica: 2.5 }, max_replicas: 12, ..a };
+    let h = emit::hpa_manifest("vllm-x", &chosen);
+    let back: Manifest<HpaSpec> = serde_saphyr::from_str(&emit::to_yaml_checked(&h).unwrap()).unwrap();
+    assert_eq!(back.spec.metrics[0].pods.target.average_value, "2.5");
+    assert_eq!(back.spec.max_replicas, 12);
+    let k = emit::keda_scaled_object("vllm-x", "m", &chosen);
+    assert_eq!(k.spec.triggers[0].metadata["threshold"], "2.5");
+    assert_eq!(k.spec.max_replica_count, 12);
+}
+
+/// The planner's verdict and `run`'s verdict come from one SLO definition
+/// (`metrics::SloPopulation`): on a real overloaded simulation, where the drain cap leaves
+/// requests unfinished, both agree check by check; on a healthy one the planner's percentiles
+/// equal the run summary's.
+#[test]
+fn planner_and_run_judge_slos_the_same_way() {
+    let fin = |v: Option<f64>| v.filter(|x| x.is_finite());
+    for (replicas, overloaded) in [(1, true), (8, false)] {
+        let mut f = base();
+        f.replicas = replicas;
+        let sc = scenario::resolve(f, Path::new("plan-test.yaml")).unwrap();
+        let out = crate::sim::simulate(&sc).unwrap();
+        assert_eq!(out.summary.requests.in_flight > 0, overloaded, "{replicas} replicas");
+        let planner = search::evaluate_records(&out.recorder.records, &sc.slo, super::Evaluate::Whole, sc.seed);
+        let run = &out.summary.slo;
+        assert_eq!(planner.passed, run.passed, "{replicas} replicas");
+        assert_eq!(run.passed, !overloaded);
+        assert_eq!(run.checks.len(), 2);
+        for c in &run.checks {
+            let p = match c.metric.as_str() {
+                "ttft_p90_s" => planner.ttft_p90_s,
+                "tpot_p90_s" => planner.tpot_p90_s,
+                m => panic!("unexpected check {m}"),
+            };
+            assert_eq!(fin(c.actual), p, "{} with {replicas} replicas", c.metric);
+        }
+        let direct = crate::metrics::evaluate_records_slo(&sc.slo, &out.recorder.records);
+        assert_eq!(&direct, run);
+        if !overloaded {
+            assert_eq!(planner.ttft_p90_s, out.summary.ttft_s.p90);
+            assert_eq!(planner.tpot_p90_s, out.summary.tpot_s.p90);
+            assert_eq!(planner.e2e_p90_s, out.summary.e2e_s.p90);
+        }
+    }
 }

@@ -27,6 +27,8 @@ pub const INK: RGBColor = RGBColor(0, 0, 0);
 pub const GRID: RGBColor = RGBColor(0xd0, 0xd0, 0xd0);
 /// Legend background (`#FEFEFE`, remapped by CSS).
 pub const PAPER: RGBColor = RGBColor(0xfe, 0xfe, 0xfe);
+/// Greyed (infeasible) points.
+pub const GREY: RGBColor = RGBColor(0x88, 0x88, 0x88);
 /// SLO and reference lines.
 pub const SLO_COLOR: RGBColor = RGBColor(0xd6, 0x27, 0x28);
 /// Okabe–Ito-based palette (colour-blind safe), readable on white and on near-black.
@@ -168,14 +170,14 @@ fn html_escape(s: &str) -> String {
 fn draw_legend(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     entries: &[(String, RGBColor, bool)],
-    off_scale_note: bool,
+    note: Option<&str>,
 ) -> Result<(), ReportError> {
     let (w, _) = area.dim_in_pixel();
     let x0 = (w - LEGEND_W) as i32 + 12;
-    if off_scale_note {
+    if let Some(note) = note {
         let y = 24 + entries.len() as i32 * 20;
         let style = text_style(FONT_SIZE - 2).pos(Pos::new(HPos::Left, VPos::Center));
-        area.draw(&Text::new("→ / ↑: beyond the axis", (x0, y), style)).map_err(err)?;
+        area.draw(&Text::new(note, (x0, y), style)).map_err(err)?;
     }
     for (i, (label, c, dashed)) in entries.iter().enumerate() {
         let y = 24 + i as i32 * 20;
@@ -212,7 +214,7 @@ fn split_runs(x: &[f64], y: &[Option<f64>]) -> Vec<Vec<(f64, f64)>> {
     runs
 }
 
-fn nice_max(v: f64) -> f64 {
+pub fn nice_max(v: f64) -> f64 {
     if !(v.is_finite() && v > 0.0) {
         return 1.0;
     }
@@ -276,7 +278,7 @@ pub fn cdf_chart(series: &[CdfSeries], markers: &[Marker], opts: &ChartOpts) -> 
             legend.push((m.label.clone(), SLO_COLOR, true));
         }
         legend.extend(off.iter().map(|m| (format!("{} →", m.label), SLO_COLOR, true)));
-        draw_legend(&root, &legend, !off.is_empty())?;
+        draw_legend(&root, &legend, (!off.is_empty()).then_some(OFF_SCALE_RIGHT))?;
         root.present().map_err(err)?;
     }
     Ok(finish(buf, &opts.y_label))
@@ -285,6 +287,9 @@ pub fn cdf_chart(series: &[CdfSeries], markers: &[Marker], opts: &ChartOpts) -> 
 /// Markers far beyond the data (more than [`OFF_SCALE`] × its maximum) are listed in the
 /// legend as "off scale" instead of stretching the axis until the data is a sliver.
 pub const OFF_SCALE: f64 = 2.5;
+/// Legend notes for reference lines listed but not drawn (too far beyond the data).
+const OFF_SCALE_RIGHT: &str = "→ = beyond the right edge";
+const OFF_SCALE_TOP: &str = "↑ = above the top edge";
 
 fn split_markers(markers: &[Marker], data_max: f64) -> (Vec<Marker>, Vec<Marker>) {
     markers.iter().cloned().partition(|m| data_max <= 0.0 || m.value <= data_max * OFF_SCALE)
@@ -386,7 +391,7 @@ pub fn time_chart(series: &[BandSeries], hlines: &[Marker], opts: &ChartOpts) ->
             legend.push((m.label.clone(), SLO_COLOR, true));
         }
         legend.extend(off.iter().map(|m| (format!("{} ↑", m.label), SLO_COLOR, true)));
-        draw_legend(&root, &legend, !off.is_empty())?;
+        draw_legend(&root, &legend, (!off.is_empty()).then_some(OFF_SCALE_TOP))?;
         root.present().map_err(err)?;
     }
     Ok(finish(buf, &opts.y_label))
@@ -441,7 +446,158 @@ pub fn bar_chart(groups: &[String], series: &[BarSeries], opts: &ChartOpts) -> R
             let style = text_style(FONT_SIZE - 1).pos(Pos::new(HPos::Center, VPos::Top));
             root.draw(&Text::new(short_label(g), (px + ox, py + oy + 6), style)).map_err(err)?;
         }
-        draw_legend(&root, &legend, false)?;
+        draw_legend(&root, &legend, None)?;
+        root.present().map_err(err)?;
+    }
+    Ok(finish(buf, &opts.y_label))
+}
+
+/// One group of scatter points (a GPU SKU, or the greyed infeasible points).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScatterSeries {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    /// Drawn in grey, small and translucent (infeasible / not eligible).
+    #[serde(default)]
+    pub grey: bool,
+    /// Drawn as hollow ink rings around the points (marks points of another series).
+    #[serde(default)]
+    pub outline: bool,
+    /// Palette index; `None` = position in the list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub color: Option<usize>,
+}
+
+/// A polyline on an x–y chart (a Pareto front, a cost line).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct XyLine {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    #[serde(default)]
+    pub dashed: bool,
+    /// Palette index; `None` = ink colour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub color: Option<usize>,
+}
+
+/// One point ringed and named in the legend (the recommendation).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Highlight {
+    pub label: String,
+    pub x: f64,
+    pub y: f64,
+}
+
+/// Scatter points, lines, reference lines and one ringed point on numeric axes from 0.
+/// Points above `opts.y_max` (or above the automatic bound) are drawn as hollow triangles on
+/// the top edge, so a few far-off points neither vanish nor squash the rest.
+pub fn xy_chart(
+    points: &[ScatterSeries],
+    lines: &[XyLine],
+    hlines: &[Marker],
+    vlines: &[Marker],
+    highlight: Option<&Highlight>,
+    opts: &ChartOpts,
+) -> Result<String, ReportError> {
+    let xs = points
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .chain(lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)))
+        .chain(vlines.iter().map(|m| m.value));
+    let x_max = opts.x_max.unwrap_or_else(|| nice_max(xs.fold(0.0f64, f64::max)));
+    let ys = points
+        .iter()
+        .filter(|s| !s.grey)
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .chain(lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)))
+        .chain(hlines.iter().map(|m| m.value))
+        .filter(|v| v.is_finite());
+    let y_max = opts.y_max.unwrap_or_else(|| nice_max(ys.fold(0.0f64, f64::max)));
+    let y_min = opts.y_min.unwrap_or(0.0);
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
+        let (plot, _) = root.split_horizontally(WIDTH - LEGEND_W);
+        let mut chart = ChartBuilder::on(&plot)
+            .margin(10)
+            .margin_top(14)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..x_max, y_min..y_max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(GRID.mix(0.0))
+            .bold_line_style(GRID)
+            .axis_style(INK)
+            .label_style(text_style(FONT_SIZE - 1))
+            .axis_desc_style(text_style(FONT_SIZE))
+            .x_desc(opts.x_label.as_str())
+            .y_desc(opts.y_label.as_str())
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
+            .draw()
+            .map_err(err)?;
+        let mut legend = Vec::new();
+        let mut clipped = false;
+        for (i, s) in points.iter().enumerate() {
+            if s.outline {
+                let pts = s.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite() && p.1 <= y_max);
+                chart.draw_series(pts.map(|&p| Circle::new(p, 6, INK.stroke_width(2)))).map_err(err)?;
+                legend.push((s.label.clone(), INK, false));
+                continue;
+            }
+            let c = if s.grey { GREY } else { color(s.color.unwrap_or(i)) };
+            let (inside, above): (Vec<(f64, f64)>, Vec<(f64, f64)>) =
+                s.points.iter().copied().filter(|p| p.0.is_finite()).partition(|p| p.1.is_finite() && p.1 <= y_max);
+            let style = if s.grey { c.mix(0.55).filled() } else { c.filled() };
+            let r = if s.grey { 3 } else { 4 };
+            chart.draw_series(inside.iter().map(|&p| Circle::new(p, r, style))).map_err(err)?;
+            clipped |= !above.is_empty();
+            chart
+                .draw_series(
+                    above.iter().map(|&(x, _)| TriangleMarker::new((x.min(x_max), y_max), 5, c.stroke_width(1))),
+                )
+                .map_err(err)?;
+            legend.push((s.label.clone(), c, false));
+        }
+        for l in lines {
+            let c = l.color.map_or(INK, color);
+            let pts: Vec<(f64, f64)> =
+                l.points.iter().map(|&(x, y)| (x.min(x_max), y.clamp(y_min, y_max))).collect();
+            if l.dashed {
+                chart.draw_series(DashedLineSeries::new(pts, 6, 4, c.stroke_width(2))).map_err(err)?;
+            } else {
+                chart.draw_series(LineSeries::new(pts, c.stroke_width(2))).map_err(err)?;
+            }
+            if !l.label.is_empty() {
+                legend.push((l.label.clone(), c, l.dashed));
+            }
+        }
+        for m in hlines.iter().filter(|m| m.value <= y_max) {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(0.0, m.value), (x_max, m.value)],
+                    6,
+                    4,
+                    SLO_COLOR.stroke_width(2),
+                ))
+                .map_err(err)?;
+            legend.push((m.label.clone(), SLO_COLOR, true));
+        }
+        for (i, m) in vlines.iter().filter(|m| m.value <= x_max).enumerate() {
+            let c = color(6 + i);
+            chart
+                .draw_series(DashedLineSeries::new(vec![(m.value, y_min), (m.value, y_max)], 3, 3, c.stroke_width(2)))
+                .map_err(err)?;
+            legend.push((m.label.clone(), c, true));
+        }
+        if let Some(h) = highlight {
+            let p = (h.x.min(x_max), h.y.min(y_max));
+            chart.draw_series(std::iter::once(Circle::new(p, 9, SLO_COLOR.stroke_width(3)))).map_err(err)?;
+            legend.push((h.label.clone(), SLO_COLOR, false));
+        }
+        draw_legend(&root, &legend, clipped.then_some("△ = above the top edge"))?;
         root.present().map_err(err)?;
     }
     Ok(finish(buf, &opts.y_label))

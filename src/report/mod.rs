@@ -22,6 +22,7 @@
 
 pub mod charts;
 pub mod data;
+pub mod plan;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +35,12 @@ use std::path::{Path, PathBuf};
 
 /// The report template (minijinja, HTML auto-escaping on).
 const TEMPLATE: &str = include_str!("template.html");
+/// The plan page template.
+const PLAN_TEMPLATE: &str = include_str!("plan.html");
+/// Stylesheet shared by every page (light, dark, print).
+const STYLE: &str = include_str!("style.css");
+/// The few inline lines that make `table.sortable` columns sortable.
+const SORT_JS: &str = include_str!("sort.js");
 /// File name of the scenario copy `run` writes next to its outputs.
 pub const SCENARIO_COPY: &str = "scenario.yaml";
 /// Most replicas drawn as individual lines; more are drawn as mean / min / max over replicas.
@@ -150,6 +157,12 @@ fn flatten(prefix: &str, v: &serde_json::Value) -> Vec<KeyValue> {
             }
         }
         serde_json::Value::String(s) => out.push(KeyValue { key: prefix.to_string(), value: s.clone() }),
+        // Lists with a space after each comma, so a long one (an hourly profile) wraps between
+        // items instead of inside numbers.
+        serde_json::Value::Array(a) => out.push(KeyValue {
+            key: prefix.to_string(),
+            value: format!("[{}]", a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
+        }),
         other => out.push(KeyValue { key: prefix.to_string(), value: other.to_string() }),
     }
     out
@@ -199,6 +212,15 @@ pub enum Chart {
     Cdf { series: Vec<CdfSeries>, markers: Vec<Marker>, opts: ChartOpts },
     Time { series: Vec<BandSeries>, hlines: Vec<Marker>, opts: ChartOpts },
     Bars { groups: Vec<String>, series: Vec<BarSeries>, opts: ChartOpts },
+    /// Scatter points and lines on numeric axes (the planner's Pareto fronts, cost lines).
+    Xy {
+        points: Vec<charts::ScatterSeries>,
+        lines: Vec<charts::XyLine>,
+        hlines: Vec<Marker>,
+        vlines: Vec<Marker>,
+        highlight: Option<charts::Highlight>,
+        opts: ChartOpts,
+    },
 }
 
 impl Chart {
@@ -207,6 +229,9 @@ impl Chart {
             Chart::Cdf { series, markers, opts } => charts::cdf_chart(series, markers, opts),
             Chart::Time { series, hlines, opts } => charts::time_chart(series, hlines, opts),
             Chart::Bars { groups, series, opts } => charts::bar_chart(groups, series, opts),
+            Chart::Xy { points, lines, hlines, vlines, highlight, opts } => {
+                charts::xy_chart(points, lines, hlines, vlines, highlight.as_ref(), opts)
+            }
         }
     }
 }
@@ -351,8 +376,8 @@ pub fn verdict(label: &str, s: &Summary) -> Verdict {
         .checks
         .iter()
         .map(|c| {
-            let by = match c.actual {
-                None => "no samples".to_string(),
+            let by = match c.actual.filter(|a| a.is_finite()) {
+                None => "unbounded: no samples, or requests left unfinished".to_string(),
                 Some(a) if c.target > 0.0 => {
                     let rel = (c.target - a) / c.target * 100.0;
                     if c.passed {
@@ -372,7 +397,7 @@ pub fn verdict(label: &str, s: &Summary) -> Verdict {
             CheckRow {
                 metric: metric_label(&c.metric),
                 target: format!("≤ {}", check_value(&c.metric, c.target)),
-                actual: c.actual.map_or_else(|| "-".into(), |a| check_value(&c.metric, a)),
+                actual: c.actual.filter(|a| a.is_finite()).map_or_else(|| "-".into(), |a| check_value(&c.metric, a)),
                 passed: c.passed,
                 by,
             }
@@ -1138,13 +1163,23 @@ pub fn render_html(ctx: &ReportContext) -> Result<String, ReportError> {
             fig.svg = fig.chart.to_svg()?;
         }
     }
+    let env = environment()?;
+    let tpl = env.get_template("report.html")?;
+    Ok(tpl.render(minijinja::Value::from(minijinja::value::Serde(&ctx)))?)
+}
+
+/// The template environment of every page: HTML auto-escaping (templates end in `.html`),
+/// the `fmt` number filter, and the shared stylesheet and sorting lines as trusted globals.
+pub(crate) fn environment() -> Result<minijinja::Environment<'static>, ReportError> {
     let mut env = minijinja::Environment::new();
     env.add_filter("fmt", |v: minijinja::Value, scale: Option<f64>| -> String {
         f64::try_from(v).map_or_else(|_| "-".to_string(), |x| num(x * scale.unwrap_or(1.0)))
     });
+    env.add_global("style", minijinja::Value::from_safe_string(STYLE.to_string()));
+    env.add_global("sort_js", minijinja::Value::from_safe_string(SORT_JS.to_string()));
     env.add_template("report.html", TEMPLATE)?;
-    let tpl = env.get_template("report.html")?;
-    Ok(tpl.render(minijinja::Value::from(minijinja::value::Serde(&ctx)))?)
+    env.add_template("plan.html", PLAN_TEMPLATE)?;
+    Ok(env)
 }
 
 /// The HTML report of one run.

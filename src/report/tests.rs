@@ -275,3 +275,194 @@ fn buckets_keep_peaks() {
     assert_eq!(env.max[6], Some(10.0), "a 10-request second inside an hour stays visible");
     assert!(env.mean[6].unwrap() < 0.1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Plan page.
+
+/// A small hand-built plan result (not a simulation): an H100 configuration that needs 3
+/// replicas, an L40S/EPP one that needs 2 (cheaper: the recommendation) and a pruned one.
+/// `tag` goes into provider and config names (escaping tests).
+pub(crate) fn synthetic_plan(tag: &str) -> crate::plan::report::PlanReport {
+    use crate::plan::prune::{PruneKind, Pruned, WindowLoad};
+    use crate::plan::run::PlanContext;
+    use crate::plan::search::{Eval, GroupResult, SeedEval};
+    use crate::plan::space::Group;
+    let plan: crate::plan::PlanConfig = serde_saphyr::from_str(
+        "seeds: 2\ncandidates: {gpus: [{gpu: h100}, {gpu: l40s}], replicas: {min: 1, max: 4}}\npay_per_token: {input_usd_per_million: 0.1, output_usd_per_million: 0.3, provider: api}\nsensitivity: {traffic_key: workload.engineers}\n",
+    )
+    .unwrap();
+    let ctx = PlanContext {
+        scenario: format!("plan-{tag}"),
+        plan,
+        slo: SloFile { ttft_p90_s: Some(2.0), tpot_p90_s: Some(0.06), ..Default::default() },
+        point_duration_s: 300.0,
+        window: WindowLoad { start_s: 0.0, seconds: 300.0, requests: 1000, input_tokens: 4_000_000, output_tokens: 200_000 },
+        day_seconds: 86_400.0,
+        daily_requests: 288_000,
+        daily_input_tokens: 1_152_000_000,
+        daily_output_tokens: 57_600_000,
+        traffic_scale: Some(1.3),
+        traffic_set: Some("workload.engineers=2600".into()),
+        groups_total: 3,
+    };
+    let group = |index, gpu: &str, model: &str, tp, price, router: &str| Group {
+        index,
+        id: format!("{gpu}/{model}/tp{tp}/e0/{router}"),
+        gpu: gpu.into(),
+        provider: format!("cloud {tag}"),
+        usd_per_gpu_hour: price,
+        price_override: false,
+        model: model.into(),
+        tp,
+        engine_index: 0,
+        engine: Default::default(),
+        router: router.into(),
+        min_replicas: 1,
+        max_replicas: 4,
+    };
+    let seed = |s, ttft: Option<f64>, tpot: Option<f64>, passed: bool| SeedEval {
+        seed: s,
+        requests: 1000,
+        ttft_p50_s: ttft.map(|t| t / 2.0),
+        ttft_p90_s: ttft,
+        ttft_p99_s: ttft.map(|t| t * 1.5),
+        tpot_p50_s: tpot,
+        tpot_p90_s: tpot,
+        tpot_p99_s: tpot,
+        e2e_p90_s: ttft.map(|t| t + 10.0),
+        e2e_p99_s: None,
+        error_rate: Some(0.0),
+        prefix_hit_rate: Some(0.5),
+        passed,
+        failed: if passed { vec![] } else { vec!["ttft_p90_s 5 > 2".into()] },
+    };
+    let empty = |g: Group| GroupResult {
+        group: g,
+        pruned: None,
+        roofline_min: None,
+        roofline_reason: None,
+        resolved: None,
+        evals: vec![],
+        min_replicas: None,
+        infeasible: None,
+        budget_replicas: None,
+        traffic_up_min: None,
+        traffic_up_note: None,
+        simulations: 0,
+    };
+    let a = GroupResult {
+        roofline_min: Some(2),
+        roofline_reason: Some("1 replica serves at most 3000 tok/s of 4000 offered".into()),
+        evals: vec![
+            Eval { replicas: 2, seeds: vec![seed(1, Some(5.0), Some(0.05), false)] },
+            Eval {
+                replicas: 3,
+                seeds: vec![seed(1, Some(0.8), Some(0.03), true), seed(2, Some(0.9), Some(0.031), true)],
+            },
+        ],
+        min_replicas: Some(3),
+        traffic_up_min: Some(4),
+        simulations: 3,
+        ..empty(group(0, "h100", "m", 1, 3.0, "round_robin"))
+    };
+    let b = GroupResult {
+        evals: vec![
+            Eval { replicas: 1, seeds: vec![seed(1, None, Some(0.09), false)] },
+            Eval {
+                replicas: 2,
+                seeds: vec![seed(1, Some(1.5), Some(0.05), true), seed(2, Some(1.6), Some(0.052), true)],
+            },
+        ],
+        min_replicas: Some(2),
+        traffic_up_min: Some(3),
+        simulations: 3,
+        ..empty(group(1, "l40s", "m", 2, 1.0, "epp:default"))
+    };
+    let c = GroupResult {
+        pruned: Some(Pruned {
+            kind: PruneKind::WeightsDoNotFit,
+            reason: format!("tensor_parallel_size: weights of `big` do not fit ({tag})"),
+        }),
+        ..empty(group(2, "l40s", "big", 1, 1.0, "round_robin"))
+    };
+    crate::plan::report::build(&ctx, &[a, b, c])
+}
+
+#[test]
+fn golden_plan_context() {
+    let rep = synthetic_plan("golden");
+    let mut page = plan::PlanPage::build(&rep);
+    page.servesim_version = "test".into();
+    let got = serde_json::to_string_pretty(&page).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/report_plan_context.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).expect("golden file (run with UPDATE_GOLDEN=1 to create)");
+    assert!(got == want, "plan page context changed; review and rerun with UPDATE_GOLDEN=1\n{}", first_diff(&want, &got));
+}
+
+#[test]
+fn plan_page_marks_recommendation_front_and_infeasible_points() {
+    let rep = synthetic_plan("x");
+    let rec = rep.recommendation.clone().unwrap();
+    assert_eq!(rec.id, "l40s/m/tp2/e0/epp:default/r2");
+    assert_eq!(rec.cost_usd_per_day, 96.0);
+    let page = plan::PlanPage::build(&rep);
+    assert!(page.headline.found);
+    assert_eq!(page.headline.title, "Deploy 2 × l40s (TP2, m, router epp:default)");
+    // Checks: worst seed against the targets, with headroom.
+    assert_eq!(page.headline.checks.rows[0], ["TTFT p90", "≤ 2 s", "1.6 s", "20% headroom"]);
+    assert_eq!(page.headline.checks.rows[1], ["TPOT p90", "≤ 60 ms", "52 ms", "13.33% headroom"]);
+    let fig = &page.pareto[0];
+    let Chart::Xy { points, lines, hlines, highlight, .. } = &fig.chart else { panic!("xy chart") };
+    // Feasible points per GPU (seconds, since the SLO is 2 s), infeasible grey incl. one unbounded.
+    let by: Vec<(&str, Vec<(f64, f64)>, bool)> =
+        points.iter().map(|s| (s.label.as_str(), s.points.clone(), s.grey)).collect();
+    assert_eq!(
+        by,
+        [
+            ("h100", vec![(216.0, 0.9)], false),
+            ("l40s", vec![(96.0, 1.6)], false),
+            ("misses an SLO", vec![(144.0, 5.0), (48.0, f64::INFINITY)], true),
+            ("Pareto front", vec![(96.0, 1.6), (216.0, 0.9)], false),
+        ]
+    );
+    assert!(points[3].outline);
+    assert_eq!(lines[0].points, [(96.0, 1.6), (216.0, 1.6), (216.0, 0.9)], "staircase front");
+    assert_eq!(hlines[0].label, "SLO TTFT p90 ≤ 2 s");
+    assert_eq!(highlight.as_ref().map(|h| (h.x, h.y)), Some((96.0, 1.6)));
+    // Rendered: the unbounded point sits on the top edge, legend names every series.
+    let svg = fig.chart.to_svg().unwrap();
+    for l in ["h100", "l40s", "misses an SLO", "Pareto front", "recommended", "cost per day ($)", "TTFT p90 (s)", "above the top edge"] {
+        assert!(svg.contains(l), "pareto SVG lacks `{l}`");
+    }
+    // Every point of the space is in the table; the recommendation is marked once.
+    assert_eq!(page.points.rows.len(), 12);
+    assert_eq!(page.points.rows.iter().filter(|r| r.class == "rec").count(), 1);
+    assert!(page.points.rows.iter().all(|r| r.cells.len() == page.points.columns.len()));
+    // Pruning lists the pruned configuration and the roofline-rejected counts.
+    let kinds: Vec<&str> = page.pruning.rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(kinds, ["roofline", "weights_do_not_fit"]);
+    assert_eq!(page.pruning.rows[0][2], "1");
+    // Default order: the recommendation first, then feasible points by cost.
+    assert_eq!(page.points.rows[0].cells[0], "l40s/m/tp2/e0/epp:default/r2");
+    assert_eq!(page.points.rows[1].cells[0], "h100/m/tp1/e0/round_robin/r3");
+    // Pay per token: 1.152 B in × $0.1/M + 57.6 M out × $0.3/M = $132.48/day vs $96 dedicated.
+    let ppt = page.pay_per_token.as_ref().unwrap();
+    assert_eq!(ppt.kpis[0].value, "$132");
+    assert!(ppt.verdict.starts_with("Cheaper: dedicated"));
+    let html = plan::render_page(&page).unwrap();
+    assert_eq!(html.matches("<svg").count(), 3);
+    assert_eq!(html.matches("<script").count(), 1);
+}
+
+#[test]
+fn plan_page_escapes_hostile_strings() {
+    let evil = r#"<script>alert("x")</script>'"&<img src=x onerror=alert(1)>"#;
+    let html = plan::render_plan_html(&synthetic_plan(evil)).unwrap();
+    assert_eq!(html.matches("<script").count(), 1, "only the sorting script may appear");
+    assert!(!html.contains("<img"), "raw tag leaked");
+    assert!(!html.contains("alert(\"x\")"), "unescaped quotes");
+    assert!(html.contains("&lt;script&gt;"));
+}
