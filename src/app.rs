@@ -98,6 +98,7 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode> {
         writeln!(stdout, "{}", one_line(&out.summary))?;
     } else {
         write!(stdout, "{}", metrics::render_text(&out.summary))?;
+        write!(stdout, "{}", scale_events_text(&out.totals.fleet))?;
         writeln!(stdout, "outputs: {}", out_dir.display())?;
     }
     Ok(verdict(&out.summary))
@@ -105,13 +106,41 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode> {
 
 /// Writes a run's outputs (plus the scenario copy, when given); returns `timeseries.csv`'s bytes.
 fn write_run(sc: &Scenario, out: &sim::SimOutput, dir: &std::path::Path, copy: Option<&str>) -> Result<Vec<u8>> {
-    let ts = metrics::render_timeseries_csv(&out.recorder.ticks);
+    let ts = metrics::render_timeseries(&out.recorder);
     let recs = if sc.requests_csv { Some(out.recorder.records.as_slice()) } else { None };
     metrics::write_outputs(dir, &out.summary, recs, Some(&ts))?;
     if let Some(copy) = copy {
         metrics::write_atomic(&dir.join(report::SCENARIO_COPY), copy.as_bytes())?;
     }
     Ok(ts)
+}
+
+/// Scale events as `run` prints them (the first 40, then a count).
+pub fn scale_events_text(f: &crate::engine::FleetTotals) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    if f.events.is_empty() {
+        return t;
+    }
+    let _ = writeln!(t, "scale events  {} (replicas created {}, most live {})", f.events.len(), f.replicas_created, f.max_live);
+    for e in f.events.iter().take(40) {
+        let s = e.time.as_secs_f64();
+        let _ = writeln!(
+            t,
+            "  {:>9.1} s  {:02}:{:02}:{:02}  {:>3} -> {:<3} {}",
+            s,
+            (s as u64) / 3600,
+            (s as u64) / 60 % 60,
+            (s as u64) % 60,
+            e.from,
+            e.to,
+            e.reason
+        );
+    }
+    if f.events.len() > 40 {
+        let _ = writeln!(t, "  … {} more", f.events.len() - 40);
+    }
+    t
 }
 
 fn verdict(s: &Summary) -> ExitCode {
@@ -161,7 +190,7 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     if let Some(path) = &a.html {
         let ts: Vec<Vec<report::data::TsRow>> = outs
             .iter()
-            .map(|o| report::data::parse_timeseries_csv(&metrics::render_timeseries_csv(&o.recorder.ticks)))
+            .map(|o| report::data::parse_timeseries_csv(&metrics::render_timeseries(&o.recorder)))
             .collect::<Result<_, _>>()?;
         let runs: Vec<report::RunData> = outs
             .iter()
