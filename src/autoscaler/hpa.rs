@@ -406,9 +406,9 @@ impl HpaCore {
         } else if d < current {
             self.down_events.push((now, current - d));
         }
-        let keep = now.as_nanos().saturating_sub(self.longest_period().as_nanos());
-        self.up_events.retain(|e| e.0.as_nanos() > keep);
-        self.down_events.retain(|e| e.0.as_nanos() > keep);
+        let keep = now.as_nanos() as i128 - self.longest_period().as_nanos() as i128;
+        self.up_events.retain(|e| e.0.as_nanos() as i128 > keep);
+        self.down_events.retain(|e| e.0.as_nanos() as i128 > keep);
         let why = if why.is_empty() {
             if stabilized != raw { "stabilization window" } else { "metrics" }
         } else {

@@ -807,3 +807,7 @@ impl Replica {
         r
     }
 }
+
+#[cfg(test)]
+#[path = "fleet_tests.rs"]
+mod tests;
