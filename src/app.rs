@@ -98,6 +98,7 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode> {
         writeln!(stdout, "{}", one_line(&out.summary))?;
     } else {
         write!(stdout, "{}", metrics::render_text(&out.summary))?;
+        write!(stdout, "{}", scale_events_text(&out.totals.fleet))?;
         writeln!(stdout, "outputs: {}", out_dir.display())?;
     }
     Ok(verdict(&out.summary))
@@ -105,13 +106,41 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode> {
 
 /// Writes a run's outputs (plus the scenario copy, when given); returns `timeseries.csv`'s bytes.
 fn write_run(sc: &Scenario, out: &sim::SimOutput, dir: &std::path::Path, copy: Option<&str>) -> Result<Vec<u8>> {
-    let ts = metrics::render_timeseries_csv(&out.recorder.ticks);
+    let ts = metrics::render_timeseries(&out.recorder);
     let recs = if sc.requests_csv { Some(out.recorder.records.as_slice()) } else { None };
     metrics::write_outputs(dir, &out.summary, recs, Some(&ts))?;
     if let Some(copy) = copy {
         metrics::write_atomic(&dir.join(report::SCENARIO_COPY), copy.as_bytes())?;
     }
     Ok(ts)
+}
+
+/// Scale events as `run` prints them (the first 40, then a count).
+pub fn scale_events_text(f: &crate::engine::FleetTotals) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    if f.events.is_empty() {
+        return t;
+    }
+    let _ = writeln!(t, "scale events  {} (replicas created {}, most live {})", f.events.len(), f.replicas_created, f.max_live);
+    for e in f.events.iter().take(40) {
+        let s = e.time.as_secs_f64();
+        let _ = writeln!(
+            t,
+            "  {:>9.1} s  {:02}:{:02}:{:02}  {:>3} -> {:<3} {}",
+            s,
+            (s as u64) / 3600,
+            (s as u64) / 60 % 60,
+            (s as u64) % 60,
+            e.from,
+            e.to,
+            e.reason
+        );
+    }
+    if f.events.len() > 40 {
+        let _ = writeln!(t, "  … {} more", f.events.len() - 40);
+    }
+    t
 }
 
 fn verdict(s: &Summary) -> ExitCode {
@@ -133,17 +162,29 @@ fn one_line(s: &Summary) -> String {
 
 fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     let sc = load(&a.scenario)?;
-    let routers: Vec<(String, crate::router::RouterConfig)> =
-        a.routers.iter().map(|name| Ok((name.clone(), parse_router_name(name)?))).collect::<Result<_>>()?;
-    let results = sim::simulate_routers(&sc, &routers);
+    let by_scaler = !a.autoscalers.is_empty();
+    let (routers, results): (Vec<(String, ())>, Vec<Result<sim::SimOutput, sim::SimError>>) = if by_scaler {
+        let scalers: Vec<(String, crate::autoscaler::AutoscalerConfig)> =
+            a.autoscalers.iter().map(|name| Ok((name.clone(), autoscaler_by_name(&sc, name)?))).collect::<Result<_>>()?;
+        let res = sim::simulate_autoscalers(&sc, &scalers);
+        (scalers.into_iter().map(|(n, _)| (n, ())).collect(), res)
+    } else {
+        let routers: Vec<(String, crate::router::RouterConfig)> =
+            a.routers.iter().map(|name| Ok((name.clone(), parse_router_name(name)?))).collect::<Result<_>>()?;
+        let res = sim::simulate_routers(&sc, &routers);
+        (routers.into_iter().map(|(n, _)| (n, ())).collect(), res)
+    };
+    let mut fleet_rows = Vec::new();
     let mut rows = Vec::new();
     let mut stage_tables = String::new();
     let mut any_failed = false;
     let mut outs = Vec::new();
     for ((name, _), res) in routers.iter().zip(results) {
-        let out = res.with_context(|| format!("simulating with router {name}"))?;
+        let out = res.with_context(|| format!("simulating with {} {name}", if by_scaler { "autoscaler" } else { "router" }))?;
+        fleet_rows.push((name.clone(), out.summary.gpu_hours.clone(), out.totals.fleet.clone()));
         if let Some(dir) = &a.out {
-            write_run(&sc, &out, &dir.join(name), Some(&scenario_copy(&a.scenario, Some(name))?))?;
+            let copy = scenario_copy(&a.scenario, if by_scaler { None } else { Some(name) })?;
+            write_run(&sc, &out, &dir.join(name), Some(&copy))?;
         }
         if a.per_stage {
             match crate::stages::per_stage(&sc, &out) {
@@ -161,7 +202,7 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     if let Some(path) = &a.html {
         let ts: Vec<Vec<report::data::TsRow>> = outs
             .iter()
-            .map(|o| report::data::parse_timeseries_csv(&metrics::render_timeseries_csv(&o.recorder.ticks)))
+            .map(|o| report::data::parse_timeseries_csv(&metrics::render_timeseries(&o.recorder)))
             .collect::<Result<_, _>>()?;
         let runs: Vec<report::RunData> = outs
             .iter()
@@ -178,12 +219,15 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
         write_html(path, report::render_compare_html(&runs, &info))?;
     }
     print!("{}", compare_table(&rows));
+    if by_scaler {
+        print!("{}", fleet_table(&fleet_rows));
+    }
     if a.per_stage {
         print!("\n{stage_tables}");
     }
     if let Some(p) = &a.json {
         let v: Vec<serde_json::Value> =
-            rows.iter().map(|(n, s)| serde_json::json!({"router": n, "summary": s})).collect();
+            rows.iter().map(|(n, s)| serde_json::json!({(if by_scaler { "autoscaler" } else { "router" }): n, "summary": s})).collect();
         metrics::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
     Ok(ExitCode::from(if any_failed { EXIT_CHECK_FAILED } else { EXIT_OK }))
@@ -336,6 +380,54 @@ pub fn parse_router_name(name: &str) -> Result<crate::router::RouterConfig> {
             "unknown router `{name}` ({e}); valid: round_robin, random, least_requests, power_of_two, kubernetes_service, epp, epp:<profile>"
         )
     })
+}
+
+/// The autoscaler `name` for `compare --autoscalers`.
+pub fn autoscaler_by_name(sc: &Scenario, name: &str) -> Result<crate::autoscaler::AutoscalerConfig> {
+    use crate::autoscaler::{AutoscalerConfig, PRESETS, PresetConfig};
+    if let Some(c) = sc.file.autoscalers.get(name) {
+        return Ok(c.clone());
+    }
+    match name {
+        "fixed" => Ok(AutoscalerConfig::Fixed),
+        "scenario" => Ok(sc.autoscaler.clone()),
+        n if PRESETS.contains(&n) => {
+            Ok(AutoscalerConfig::Preset(PresetConfig { name: n.to_string(), min_replicas: None, max_replicas: None }))
+        }
+        _ => {
+            let mut valid: Vec<String> = vec!["fixed".into(), "scenario".into()];
+            valid.extend(sc.file.autoscalers.keys().cloned());
+            valid.extend(PRESETS.iter().map(|s| s.to_string()));
+            anyhow::bail!("unknown autoscaler `{name}`; valid: {}", valid.join(", "))
+        }
+    }
+}
+
+/// GPU-hours by phase and scaling activity per compared autoscaler.
+pub fn fleet_table(rows: &[(String, metrics::GpuHours, crate::engine::FleetTotals)]) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\n{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
+        "autoscaler", "GPU-h", "serving", "starting", "draining", "idle", "events", "created", "max live"
+    );
+    for (name, g, f) in rows {
+        let _ = writeln!(
+            t,
+            "{:<22} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>8} {:>8}",
+            name,
+            g.total,
+            g.serving,
+            g.starting,
+            g.draining,
+            g.idle_node,
+            f.events.len(),
+            f.replicas_created,
+            f.max_live
+        );
+    }
+    t
 }
 
 /// Side-by-side text table of router results.

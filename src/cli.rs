@@ -129,6 +129,11 @@ pub struct CompareArgs {
     /// kubernetes_service, epp (default profile) or epp:<profile>.
     #[arg(long, value_delimiter = ',', default_value = "round_robin,epp")]
     pub routers: Vec<String>,
+    /// Compare autoscalers instead of routers (with the scenario's router): `fixed`,
+    /// `scenario` (its `autoscaler:`), a name from its `autoscalers:` map, or a preset
+    /// (`llm-d-keda-epp-queue`, `llm-d-wva-saturation`).
+    #[arg(long, value_delimiter = ',')]
+    pub autoscalers: Vec<String>,
     /// Write a JSON list of {router, summary} rows.
     #[arg(long)]
     pub json: Option<PathBuf>,

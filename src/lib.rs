@@ -6,12 +6,15 @@
 //! events ([`engine`]). Same scenario + seed ⇒ byte-identical outputs.
 
 pub mod app;
+pub mod autoscaler;
 pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod content;
 pub mod engine;
+pub mod faults;
 pub mod kv_cache;
+pub mod lifecycle;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod metrics;

@@ -2,7 +2,8 @@
 //! step-time model from their configs, run the engine with a [`Recorder`], and summarise.
 //! Library-level (no CLI, no wall clock) so tests, `compare`, `bench` and the planner share it.
 
-use crate::engine::{EngineParams, Simulation};
+use crate::autoscaler::{AutoscalerConfig, AutoscalerCtx};
+use crate::engine::{EngineParams, FleetSetup, Simulation};
 use crate::metrics::{Recorder, RunMeta, Summary};
 use crate::rng::RngStreams;
 use crate::router::RouterConfig;
@@ -27,6 +28,8 @@ pub enum SimError {
     StepTime(String),
     #[error("router: {0}")]
     Router(String),
+    #[error("autoscaler: {0}")]
+    Autoscaler(String),
 }
 
 /// Engine parameters of a scenario.
@@ -60,6 +63,11 @@ pub fn simulate(sc: &Scenario) -> Result<SimOutput, SimError> {
 
 /// Simulates `sc` with `router` instead of the scenario's (same arrivals, same content).
 pub fn simulate_with_router(sc: &Scenario, router: &RouterConfig) -> Result<SimOutput, SimError> {
+    simulate_with(sc, router, &sc.autoscaler)
+}
+
+/// Simulates `sc` with `router` and `autoscaler` instead of the scenario's.
+pub fn simulate_with(sc: &Scenario, router: &RouterConfig, autoscaler: &AutoscalerConfig) -> Result<SimOutput, SimError> {
     let streams = RngStreams::new(sc.seed);
     let dir = base_dir(sc);
     let workload = crate::workload::build(&sc.workload, &streams, sc.duration, dir)
@@ -69,8 +77,13 @@ pub fn simulate_with_router(sc: &Scenario, router: &RouterConfig) -> Result<SimO
     let ctx = crate::router::RouterBuildCtx { base_dir: dir.to_path_buf(), replicas: sc.replicas };
     let router = router.build(&ctx).map_err(|e| SimError::Router(e.to_string()))?;
     let mut recorder = Recorder::new();
+    let autoscaler = autoscaler
+        .build(&AutoscalerCtx { start_hour: sc.start_hour })
+        .map_err(|e| SimError::Autoscaler(e.to_string()))?;
+    let setup = FleetSetup { lifecycle: sc.lifecycle.clone(), tp: sc.tp, autoscaler, faults: sc.faults.clone() };
     let totals = {
-        let sim = Simulation::new(engine_params(sc), workload, router, step_model.as_ref(), &mut recorder, &streams);
+        let sim = Simulation::new(engine_params(sc), workload, router, step_model.as_ref(), &mut recorder, &streams)
+            .with_fleet(setup);
         sim.run()
     };
     let per_replica = totals
@@ -82,7 +95,16 @@ pub fn simulate_with_router(sc: &Scenario, router: &RouterConfig) -> Result<SimO
             preemptions: r.preemptions,
         })
         .collect();
-    let mtotals = crate::metrics::RunTotals::from_replicas(per_replica);
+    let mut mtotals = crate::metrics::RunTotals::from_replicas(per_replica);
+    let f = &totals.fleet;
+    mtotals.gpu_seconds = Some(crate::metrics::GpuSeconds {
+        sku: sc.gpu.id.clone(),
+        starting: f.starting_gpu_s,
+        serving: f.serving_gpu_s,
+        draining: f.draining_gpu_s,
+        node: f.node_gpu_s,
+    });
+    mtotals.retried = f.retried;
     let meta = RunMeta {
         scenario: sc.name.clone(),
         seed: sc.seed,
@@ -103,4 +125,14 @@ pub fn simulate_with_router(sc: &Scenario, router: &RouterConfig) -> Result<SimO
 pub fn simulate_routers<N: Sync>(sc: &Scenario, routers: &[(N, RouterConfig)]) -> Vec<Result<SimOutput, SimError>> {
     use rayon::prelude::*;
     routers.par_iter().map(|(_, cfg)| simulate_with_router(sc, cfg)).collect()
+}
+
+/// Simulates `sc` once per autoscaler, in parallel; results in `scalers` order, each identical
+/// to a sequential [`simulate_with`] with the scenario's router.
+pub fn simulate_autoscalers<N: Sync>(
+    sc: &Scenario,
+    scalers: &[(N, AutoscalerConfig)],
+) -> Vec<Result<SimOutput, SimError>> {
+    use rayon::prelude::*;
+    scalers.par_iter().map(|(_, cfg)| simulate_with(sc, &sc.router, cfg)).collect()
 }

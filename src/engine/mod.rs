@@ -21,7 +21,10 @@
 //! when the run completes: nothing can look at this replica's pool in between. Runs are off
 //! while KV events are delivered to a router (their timing would shift).
 
+pub mod fleet;
 pub mod queue;
+
+pub use fleet::{FleetSetup, FleetTotals, ScaleEvent};
 
 use crate::content::ChainHashes;
 use crate::kv_cache::{Hit, KvCache, KvChange, SeqHashes, SeqKv};
@@ -93,6 +96,8 @@ pub struct RunTotals {
     pub end: SimTime,
     pub replicas: Vec<ReplicaTotals>,
     pub submitted: u64,
+    /// GPU-seconds by phase, scale events, retries.
+    pub fleet: FleetTotals,
 }
 
 struct Active {
@@ -139,6 +144,7 @@ struct Replica {
     totals: ReplicaTotals,
     scraped: ReplicaSample,
     pending_scrape: Option<ReplicaSample>,
+    life: fleet::Life,
 }
 
 /// The simulation of one scenario. Build it, then [`Simulation::run`].
@@ -163,6 +169,8 @@ pub struct Simulation<'a> {
     hit: Hit,
     cands: Vec<Candidate>,
     finished: Vec<u32>,
+    fleet: fleet::Fleet<'a>,
+    chain_lens: Vec<u32>,
 }
 
 impl<'a> Simulation<'a> {
@@ -174,32 +182,11 @@ impl<'a> Simulation<'a> {
         observer: &'a mut dyn Observer,
         streams: &RngStreams,
     ) -> Self {
-        assert!(p.replicas >= 1 && p.block_size >= 1 && p.num_gpu_blocks >= 2 && p.max_num_seqs >= 1);
+        assert!(p.block_size >= 1 && p.num_gpu_blocks >= 2 && p.max_num_seqs >= 1);
         let chains = ChainHashes::build(workload.arena(), p.block_size);
         let chain_lens: Vec<u32> = chains.per_chain.iter().map(|c| c.len() as u32).collect();
         let kv_lag = router.kv_events();
-        let replicas = (0..p.replicas)
-            .map(|i| {
-                let mut kv = KvCache::new(p.num_gpu_blocks, p.block_size, p.enable_prefix_caching, &chain_lens);
-                if kv_lag.is_some() {
-                    kv.enable_events();
-                }
-                let totals = ReplicaTotals { replica: ReplicaId(i), ..Default::default() };
-                let mut r = Replica {
-                    kv,
-                    running: Vec::new(),
-                    waiting: VecDeque::new(),
-                    busy: false,
-                    generation: 0,
-                    plan: Plan::default(),
-                    totals,
-                    scraped: ReplicaSample::default(),
-                    pending_scrape: None,
-                };
-                r.scraped = sample(i, &r, &[], SimTime::ZERO);
-                r
-            })
-            .collect();
+        let replicas = (0..p.replicas).map(|i| Replica::new(i, &p, kv_lag.is_some(), &chain_lens)).collect();
         let mut sim = Simulation {
             queue: EventQueue::default(),
             replicas,
@@ -220,6 +207,8 @@ impl<'a> Simulation<'a> {
             hit: Hit::default(),
             cands: Vec::with_capacity(p.replicas as usize),
             finished: Vec::new(),
+            fleet: fleet::Fleet::fixed(p.replicas, streams),
+            chain_lens,
             p,
         };
         if sim.p.tick > SimDuration::ZERO {
@@ -270,6 +259,7 @@ impl<'a> Simulation<'a> {
     fn idle(&self) -> bool {
         self.replicas.iter().all(|r| !r.busy && r.waiting.is_empty() && r.running.is_empty())
             && self.slab.len() == self.free_slots.len()
+            && self.fleet_idle()
     }
 
     fn finish_run(mut self) -> RunTotals {
@@ -281,36 +271,40 @@ impl<'a> Simulation<'a> {
                 self.observer.on_request_done(&rec);
             }
         }
-        RunTotals { end, replicas: self.replicas.into_iter().map(|r| r.totals).collect(), submitted: self.submitted }
+        for spec in self.fleet_in_flight() {
+            self.observer.on_request_done(&spec_record(&spec, Outcome::InFlight));
+        }
+        let fleet = self.fleet_totals(end);
+        RunTotals {
+            end,
+            replicas: self.replicas.into_iter().map(|r| r.totals).collect(),
+            submitted: self.submitted,
+            fleet,
+        }
     }
 
     fn on_arrival(&mut self, spec: RequestSpec) {
         self.submitted += 1;
+        self.fleet.arrivals += 1;
         let total = spec.input.0 as u64 + spec.output.0 as u64;
         if total > self.p.max_model_len as u64 || spec.input.0 == 0 || spec.output.0 == 0 {
-            let rec = RequestRecord {
-                id: spec.id,
-                arrival: spec.arrival,
-                replica: None,
-                input_tokens: spec.input.0,
-                output_tokens: spec.output.0,
-                cached_tokens: 0,
-                scheduled: None,
-                first_token: None,
-                last_token: None,
-                preemptions: 0,
-                outcome: Outcome::Rejected,
-                session: spec.session,
-                group: spec.group,
-            };
+            let rec = spec_record(&spec, Outcome::Rejected);
             self.observer.on_request_done(&rec);
             self.workload.on_finished(self.now, &spec, Finish::Rejected);
             return;
         }
+        self.dispatch(spec);
+    }
+
+    /// Routes a request among the routable replicas, or holds it in the gateway when none is.
+    fn dispatch(&mut self, spec: RequestSpec) {
         // Route.
         self.cands.clear();
         let fresh = self.router.scrape().is_none();
         for (i, r) in self.replicas.iter().enumerate() {
+            if !r.life.routable() {
+                continue;
+            }
             let scraped = if fresh { sample(i as u32, r, &self.slab, self.now) } else { r.scraped };
             self.cands.push(Candidate {
                 id: ReplicaId(i as u32),
@@ -318,6 +312,10 @@ impl<'a> Simulation<'a> {
                 in_flight: self.in_flight_router[i],
                 block_size: self.p.block_size,
             });
+        }
+        if self.cands.is_empty() {
+            self.fleet.gateway.push_back(spec);
+            return;
         }
         let target =
             self.router.route(self.now, &spec, self.workload.arena(), &self.cands, &mut self.router_rng).0 as usize;
@@ -369,28 +367,18 @@ impl<'a> Simulation<'a> {
 
     fn deliver(&mut self, slot: u32) {
         let r = self.slab[slot as usize].as_ref().expect("delivered request exists").replica as usize;
-        let now = self.now;
         let rep = &mut self.replicas[r];
+        if rep.life.phase == crate::lifecycle::Phase::Terminated {
+            self.lost_in_transit(slot);
+            return;
+        }
         rep.waiting.push_back(slot);
         rep.totals.max_waiting = rep.totals.max_waiting.max(rep.waiting.len() as u32);
         if !rep.busy {
             self.start_step(r);
         } else if rep.plan.durations.len() > 1 {
             // Truncate the run after the step in flight: the new request is considered there.
-            let mut end = rep.plan.start;
-            let mut m = 0;
-            for d in &rep.plan.durations {
-                end += *d;
-                m += 1;
-                if end >= now {
-                    break;
-                }
-            }
-            if m < rep.plan.durations.len() {
-                rep.plan.durations.truncate(m);
-                rep.generation += 1;
-                self.queue.push(end, Event::StepDone { replica: r as u32, generation: rep.generation });
-            }
+            self.truncate_run(r);
         }
     }
 
@@ -400,17 +388,25 @@ impl<'a> Simulation<'a> {
                 if self.replicas[replica as usize].generation == generation {
                     self.complete_step(replica as usize);
                     self.start_step(replica as usize);
+                    self.after_step(replica as usize);
                 }
             }
             Event::Deliver { slot } => self.deliver(slot),
             Event::Scrape { replica } => {
                 let sc = self.router.scrape().expect("scrape events only with a scrape config");
+                if !matches!(
+                    self.replicas[replica as usize].life.phase,
+                    crate::lifecycle::Phase::Ready | crate::lifecycle::Phase::Draining
+                ) {
+                    return;
+                }
                 let s = sample(replica, &self.replicas[replica as usize], &self.slab, self.now);
                 if sc.latency > SimDuration::ZERO {
                     self.replicas[replica as usize].pending_scrape = Some(s);
                     self.queue.push(self.now + sc.latency, Event::ScrapeVisible { replica });
                 } else {
                     self.replicas[replica as usize].scraped = s;
+                    self.on_scraped(replica as usize);
                 }
                 if self.now < self.p.arrivals_end {
                     self.queue.push(self.now + sc.interval, Event::Scrape { replica });
@@ -420,6 +416,7 @@ impl<'a> Simulation<'a> {
                 let r = &mut self.replicas[replica as usize];
                 if let Some(s) = r.pending_scrape.take() {
                     r.scraped = s;
+                    self.on_scraped(replica as usize);
                 }
             }
             Event::KvDeliver => {
@@ -428,14 +425,13 @@ impl<'a> Simulation<'a> {
                 }
             }
             Event::Tick => {
-                let samples: Vec<ReplicaSample> =
-                    self.replicas.iter().enumerate().map(|(i, r)| sample(i as u32, r, &self.slab, self.now)).collect();
-                self.observer.on_tick(self.now, &samples);
+                self.fleet_tick();
                 let more = self.workload.peek_time().is_some_and(|t| t < self.p.arrivals_end) || !self.idle();
                 if more {
                     self.queue.push(self.now + self.p.tick, Event::Tick);
                 }
             }
+            Event::Fleet(ev) => self.on_fleet(ev),
         }
     }
 
@@ -552,7 +548,7 @@ impl<'a> Simulation<'a> {
             rep.plan = plan;
             return;
         }
-        let d = self.step_model.step_time(&shape);
+        let d = Self::step_factor(rep, self.step_model.step_time(&shape));
         plan.durations.push(d);
         plan.first_shape = shape;
         plan.first_step_consecutive = consecutive;
@@ -585,7 +581,7 @@ impl<'a> Simulation<'a> {
             let mut sh = shape;
             while (plan.durations.len() as u32) < k_max {
                 sh.decode_context += b;
-                let dj = self.step_model.step_time(&sh);
+                let dj = Self::step_factor(rep, self.step_model.step_time(&sh));
                 if end + dj > p.hard_end {
                     break;
                 }
@@ -756,6 +752,25 @@ fn sample(i: u32, r: &Replica, slab: &[Option<Active>], now: SimTime) -> Replica
         s.kv_usage = 1.0 - free as f64 / (r.kv.num_blocks() - 1) as f64;
     }
     s
+}
+
+/// The record of a request that never reached a replica.
+fn spec_record(spec: &RequestSpec, outcome: Outcome) -> RequestRecord {
+    RequestRecord {
+        id: spec.id,
+        arrival: spec.arrival,
+        replica: None,
+        input_tokens: spec.input.0,
+        output_tokens: spec.output.0,
+        cached_tokens: 0,
+        scheduled: None,
+        first_token: None,
+        last_token: None,
+        preemptions: 0,
+        outcome,
+        session: spec.session,
+        group: spec.group,
+    }
 }
 
 fn record(a: &Active, outcome: Outcome) -> RequestRecord {

@@ -21,6 +21,8 @@ pub enum Event {
     KvDeliver,
     /// Sample every replica for the time series.
     Tick,
+    /// Lifecycle, scaling and fault events (see `engine::fleet`).
+    Fleet(super::fleet::FleetEv),
 }
 
 #[derive(Default)]
@@ -35,7 +37,7 @@ impl Event {
         match self {
             Event::Deliver { .. } => 0,
             Event::StepDone { .. } => 1,
-            Event::Scrape { .. } | Event::ScrapeVisible { .. } | Event::KvDeliver | Event::Tick => 2,
+            Event::Scrape { .. } | Event::ScrapeVisible { .. } | Event::KvDeliver | Event::Tick | Event::Fleet(_) => 2,
         }
     }
 }

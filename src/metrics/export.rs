@@ -324,6 +324,49 @@ pub fn render_timeseries_csv(rows: &[TickRow]) -> Vec<u8> {
     out
 }
 
+/// Columns appended to every `timeseries.csv` row of a simulated run: the row's replica phase,
+/// then fleet-wide values at that tick (repeated on each of the tick's rows).
+pub const FLEET_COLUMNS: [&str; 7] =
+    ["phase", "replicas_ready", "replicas_starting", "replicas_draining", "desired_replicas", "scaler_signal", "gateway_queue"];
+
+/// `timeseries.csv` of a recorder: [`render_timeseries_csv`], plus [`FLEET_COLUMNS`] when the
+/// recorder holds fleet ticks.
+pub fn render_timeseries(rec: &crate::metrics::Recorder) -> Vec<u8> {
+    let base = render_timeseries_csv(&rec.ticks);
+    if rec.fleet.is_empty() || rec.phases.len() != rec.ticks.len() {
+        return base;
+    }
+    let mut out = Vec::with_capacity(base.len() + rec.ticks.len() * 24);
+    let mut lines = base.split(|&b| b == b'\n');
+    out.extend_from_slice(lines.next().unwrap_or_default());
+    for c in FLEET_COLUMNS {
+        out.push(b',');
+        out.extend_from_slice(c.as_bytes());
+    }
+    out.push(b'\n');
+    let mut f = 0usize;
+    for (i, row) in rec.ticks.iter().enumerate() {
+        let line = lines.next().unwrap_or_default();
+        while f + 1 < rec.fleet.len() && rec.fleet[f].time < row.time {
+            f += 1;
+        }
+        let fs = rec.fleet[f];
+        out.extend_from_slice(line);
+        out.push(b',');
+        out.extend_from_slice(rec.phases[i].as_bytes());
+        for v in [fs.ready, fs.starting, fs.draining, fs.desired] {
+            out.push(b',');
+            put_int(&mut out, v);
+        }
+        out.push(b',');
+        put_opt_f64(&mut out, fs.signal);
+        out.push(b',');
+        put_int(&mut out, fs.gateway);
+        out.push(b'\n');
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Text summary.
 
@@ -346,8 +389,13 @@ pub fn render_text(s: &Summary) -> String {
     );
     let _ = writeln!(
         t,
-        "requests      {} submitted, {} completed, {} rejected, {} failed, {} in flight",
-        r.submitted, r.completed, r.rejected, r.failed, r.in_flight
+        "requests      {} submitted, {} completed, {} rejected, {} failed, {} in flight{}",
+        r.submitted,
+        r.completed,
+        r.rejected,
+        r.failed,
+        r.in_flight,
+        if r.retried > 0 { format!(" ({} attempts retried)", r.retried) } else { String::new() }
     );
     let tp = &s.throughput;
     let _ = writeln!(
@@ -369,8 +417,12 @@ pub fn render_text(s: &Summary) -> String {
     let _ = writeln!(t, "preemptions   {}", s.preemptions);
     let _ = writeln!(
         t,
-        "GPU-hours     {:.3}, cost ${:.2} at ${:.2}/GPU-h ({}), ${} per M output tokens",
-        s.gpu_hours,
+        "GPU-hours     {:.3} (serving {:.3}, starting {:.3}, draining {:.3}, idle nodes {:.3}), cost ${:.2} at ${:.2}/GPU-h ({}), ${} per M output tokens",
+        s.gpu_hours.total,
+        s.gpu_hours.serving,
+        s.gpu_hours.starting,
+        s.gpu_hours.draining,
+        s.gpu_hours.idle_node,
         s.cost_usd,
         s.price.usd_per_gpu_hour,
         s.price.provider,

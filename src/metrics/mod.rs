@@ -18,14 +18,15 @@ pub mod summary;
 mod tests;
 
 pub use export::{
-    ExportError, REQUEST_COLUMNS, TIMESERIES_COLUMNS, parse_requests_csv, render_requests_csv, render_summary_json,
-    render_text, render_timeseries_csv, write_atomic, write_outputs,
+    ExportError, FLEET_COLUMNS, REQUEST_COLUMNS, TIMESERIES_COLUMNS, parse_requests_csv, render_requests_csv,
+    render_summary_json, render_text, render_timeseries, render_timeseries_csv, write_atomic, write_outputs,
 };
 pub use record::{Outcome, RecordError, RequestRecord};
 pub use recorder::{ItlSamples, Recorder, ReplicaSteps, TickRow};
 pub use summary::{
-    PriceInfo, ReplicaSummary, ReplicaTotals, RequestCounts, RunMeta, RunTotals, SloCheck, SloReport, Stats, Summary,
-    SloPopulation, Throughput, evaluate_records_slo, evaluate_slo, percentile, weighted_percentile,
+    GpuHours, GpuSeconds, PriceInfo, ReplicaSummary, ReplicaTotals, RequestCounts, RunMeta, RunTotals, SkuHours, SloCheck,
+    SloPopulation, SloReport, Stats, Summary, Throughput, evaluate_records_slo, evaluate_slo, percentile,
+    weighted_percentile,
 };
 
 use crate::step_time::BatchShape;
@@ -73,6 +74,24 @@ pub trait Observer {
     fn on_request_done(&mut self, _rec: &RequestRecord) {}
     /// Periodic replica samples, one per replica, in replica-id order.
     fn on_tick(&mut self, _now: SimTime, _samples: &[ReplicaSample]) {}
+    /// Fleet state at the same tick, right after [`Observer::on_tick`]; `phases` holds the
+    /// lifecycle phase of each sample's replica, in the same order.
+    fn on_fleet_tick(&mut self, _fleet: &FleetSample, _phases: &[&'static str]) {}
+}
+
+/// Replica counts by phase and the autoscaler's view at a tick (extra `timeseries.csv` columns).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FleetSample {
+    pub time: SimTime,
+    pub ready: u32,
+    pub starting: u32,
+    pub draining: u32,
+    /// The Deployment's `spec.replicas` as the autoscaler last set it.
+    pub desired: u32,
+    /// The autoscaler's first signal as it last saw it.
+    pub signal: Option<f64>,
+    /// Requests held in the gateway (no routable replica).
+    pub gateway: u32,
 }
 
 /// An observer that ignores everything.

@@ -6,7 +6,7 @@
 //! store shrinks to the number of distinct step durations), tick rows ≈ 90 B per replica per tick.
 
 use super::record::RequestRecord;
-use super::{Observer, ReplicaSample};
+use super::{FleetSample, Observer, ReplicaSample};
 use crate::step_time::BatchShape;
 use crate::units::{ReplicaId, SimDuration, SimTime};
 
@@ -99,6 +99,10 @@ pub struct Recorder {
     pub ticks: Vec<TickRow>,
     /// Indexed by replica id.
     pub steps: Vec<ReplicaSteps>,
+    /// One per tick when the engine reports its fleet (simulated runs).
+    pub fleet: Vec<FleetSample>,
+    /// Lifecycle phase of each row of `ticks` (empty when `fleet` is).
+    pub phases: Vec<&'static str>,
 }
 
 impl Recorder {
@@ -152,6 +156,11 @@ impl Observer for Recorder {
 
     fn on_tick(&mut self, now: SimTime, samples: &[ReplicaSample]) {
         self.ticks.extend(samples.iter().map(|&sample| TickRow { time: now, sample }));
+    }
+
+    fn on_fleet_tick(&mut self, fleet: &FleetSample, phases: &[&'static str]) {
+        self.fleet.push(*fleet);
+        self.phases.extend_from_slice(phases);
     }
 }
 

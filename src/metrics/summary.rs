@@ -172,8 +172,79 @@ pub struct RunTotals {
     pub preemptions: u64,
     /// Indexed by replica id.
     pub per_replica: Vec<ReplicaTotals>,
-    /// GPU-seconds actually held, when it differs from `gpu_count × simulated` (autoscaling).
-    pub gpu_seconds: Option<f64>,
+    /// GPU-seconds actually held by phase, when the engine measured them (simulated runs);
+    /// otherwise `gpu_count × simulated`, all serving.
+    pub gpu_seconds: Option<GpuSeconds>,
+    /// Failed attempts that the client retried.
+    pub retried: u64,
+}
+
+/// GPU-seconds by replica phase, as the engine measured them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GpuSeconds {
+    pub sku: String,
+    pub starting: f64,
+    pub serving: f64,
+    pub draining: f64,
+    /// Node-level billing: GPU-seconds of whole nodes (≥ the replicas' sum).
+    pub node: Option<f64>,
+}
+
+/// GPU-hours of one accelerator type.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SkuHours {
+    pub sku: String,
+    pub total: f64,
+    pub serving: f64,
+    pub starting: f64,
+    pub draining: f64,
+    /// Billed node GPUs that held no replica (node-level billing; 0 otherwise).
+    pub idle_node: f64,
+    pub usd_per_gpu_hour: f64,
+    pub cost_usd: f64,
+}
+
+/// Billed GPU-hours split by replica phase: `total = serving + starting + draining + idle_node`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "GpuHoursRepr")]
+pub struct GpuHours {
+    pub total: f64,
+    /// Replicas Ready and taking requests.
+    pub serving: f64,
+    /// From the replica's request (node provisioning included) to Ready.
+    pub starting: f64,
+    /// From the start of a drain to termination.
+    pub draining: f64,
+    pub idle_node: f64,
+    pub per_sku: Vec<SkuHours>,
+}
+
+/// `gpu_hours` as older summaries wrote it (a bare number) or as an object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum GpuHoursRepr {
+    Total(f64),
+    Full {
+        total: f64,
+        serving: f64,
+        starting: f64,
+        draining: f64,
+        #[serde(default)]
+        idle_node: f64,
+        #[serde(default)]
+        per_sku: Vec<SkuHours>,
+    },
+}
+
+impl From<GpuHoursRepr> for GpuHours {
+    fn from(r: GpuHoursRepr) -> Self {
+        match r {
+            GpuHoursRepr::Total(total) => GpuHours { total, serving: total, ..Default::default() },
+            GpuHoursRepr::Full { total, serving, starting, draining, idle_node, per_sku } => {
+                GpuHours { total, serving, starting, draining, idle_node, per_sku }
+            }
+        }
+    }
 }
 
 impl RunTotals {
@@ -185,6 +256,7 @@ impl RunTotals {
             preemptions: per_replica.iter().map(|r| r.preemptions).sum(),
             per_replica,
             gpu_seconds: None,
+            retried: 0,
         }
     }
 }
@@ -197,6 +269,10 @@ pub struct RequestCounts {
     pub rejected: u64,
     pub failed: u64,
     pub in_flight: u64,
+    /// Failed attempts the client retried (each retried request is also counted once above,
+    /// by its final outcome): attempts = submitted + retried.
+    #[serde(default)]
+    pub retried: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -260,7 +336,7 @@ pub struct Summary {
     pub prefix_hit_rate: Option<f64>,
     pub preemptions: u64,
     pub per_replica: Vec<ReplicaSummary>,
-    pub gpu_hours: f64,
+    pub gpu_hours: GpuHours,
     pub cost_usd: f64,
     pub cost_per_million_output_tokens: Option<f64>,
     pub price: PriceInfo,
@@ -293,7 +369,7 @@ impl Summary {
         let records = &recorder.records;
         let sim_s = meta.simulated.as_secs_f64();
 
-        let mut counts = RequestCounts { submitted: records.len() as u64, ..Default::default() };
+        let mut counts = RequestCounts { submitted: records.len() as u64, retried: totals.retried, ..Default::default() };
         let (mut ttft, mut tpot, mut e2e, mut queue) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut in_tok, mut out_tok) = (0u64, 0u64);
         for r in records {
@@ -328,9 +404,33 @@ impl Summary {
 
         let per_replica = per_replica_summaries(meta, totals, recorder);
 
-        let gpu_seconds = totals.gpu_seconds.unwrap_or(meta.gpu_count as f64 * sim_s);
-        let gpu_hours = gpu_seconds / 3600.0;
-        let cost_usd = gpu_hours * meta.price.usd_per_gpu_hour;
+        let gs = totals.gpu_seconds.clone().unwrap_or(GpuSeconds {
+            serving: meta.gpu_count as f64 * sim_s,
+            ..Default::default()
+        });
+        let h = |x: f64| x / 3600.0;
+        let replica_s = gs.starting + gs.serving + gs.draining;
+        let idle_s = gs.node.map_or(0.0, |n| (n - replica_s).max(0.0));
+        let total = h(replica_s + idle_s);
+        let cost_usd = total * meta.price.usd_per_gpu_hour;
+        let sku = SkuHours {
+            sku: gs.sku.clone(),
+            total,
+            serving: h(gs.serving),
+            starting: h(gs.starting),
+            draining: h(gs.draining),
+            idle_node: h(idle_s),
+            usd_per_gpu_hour: meta.price.usd_per_gpu_hour,
+            cost_usd,
+        };
+        let gpu_hours = GpuHours {
+            total,
+            serving: sku.serving,
+            starting: sku.starting,
+            draining: sku.draining,
+            idle_node: sku.idle_node,
+            per_sku: vec![sku],
+        };
         let cost_per_million_output_tokens = if out_tok > 0 { Some(cost_usd / (out_tok as f64 / 1e6)) } else { None };
 
         let ttft_s = Stats::from_secs(ttft);

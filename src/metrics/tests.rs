@@ -171,7 +171,7 @@ fn handmade_totals() -> RunTotals {
 fn summary_counts_throughput_hit_rate_cost() {
     let mut r = Recorder::from_records(handmade_records());
     let s = Summary::build(&handmade_meta(SloFile::default()), &handmade_totals(), &mut r);
-    assert_eq!(s.requests, RequestCounts { submitted: 4, completed: 2, rejected: 1, failed: 0, in_flight: 1 });
+    assert_eq!(s.requests, RequestCounts { submitted: 4, completed: 2, rejected: 1, failed: 0, in_flight: 1, retried: 0 });
     assert_eq!(s.simulated_seconds, 10.0);
     assert_eq!(s.throughput.requests_per_s, Some(0.2));
     assert_eq!(s.throughput.input_tokens_per_s, Some(40.0));
@@ -188,7 +188,7 @@ fn summary_counts_throughput_hit_rate_cost() {
     assert!((s.ttft_s.mean.unwrap() - 0.2).abs() < 1e-12);
     assert_eq!(s.itl_s.count, 0);
     // 2 GPUs × 10 s = 1/180 GPU-hours at 3.6 $/h = 0.02 $; 32 output tokens.
-    assert!((s.gpu_hours - 20.0 / 3600.0).abs() < 1e-15);
+    assert!((s.gpu_hours.total - 20.0 / 3600.0).abs() < 1e-15);
     assert!((s.cost_usd - 0.02).abs() < 1e-12);
     assert!((s.cost_per_million_output_tokens.unwrap() - 0.02 / 32e-6).abs() < 1e-9);
     // Per replica.

@@ -412,7 +412,7 @@ pub fn verdict(label: &str, s: &Summary) -> Verdict {
         cost_usd: money(s.cost_usd),
         cost_per_day_usd: money(per_day),
         cost_per_million_output_tokens: s.cost_per_million_output_tokens.map_or_else(|| "-".into(), money),
-        gpu_hours: num(s.gpu_hours),
+        gpu_hours: num(s.gpu_hours.total),
         price: format!("${:.2}/GPU-hour ({})", s.price.usd_per_gpu_hour, s.price.provider),
         simulated: duration_text(s.simulated_seconds),
         requests: s.requests.clone(),

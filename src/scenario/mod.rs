@@ -48,6 +48,11 @@ pub struct Scenario {
     pub slo: raw::SloFile,
     pub timeseries_interval: SimDuration,
     pub requests_csv: bool,
+    pub autoscaler: crate::autoscaler::AutoscalerConfig,
+    pub lifecycle: crate::lifecycle::Lifecycle,
+    pub faults: crate::faults::FaultsConfig,
+    /// Hour of the day at simulated time zero (from the workload; 0 if it has no clock).
+    pub start_hour: f64,
 }
 
 /// vLLM engine settings after defaults (spec §3.1) are applied.

@@ -47,6 +47,21 @@ pub struct ScenarioFile {
     pub slo: SloFile,
     #[serde(default)]
     pub output: OutputFile,
+    /// Autoscaler deciding the replica count over time (default `kind: fixed`: `replicas`
+    /// stays). With an autoscaler, `replicas` is the count at time zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<crate::autoscaler::AutoscalerConfig>,
+    /// Named autoscalers for `servesim compare --autoscalers NAME,...` (besides `fixed`,
+    /// `scenario` and the preset names).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub autoscalers: std::collections::BTreeMap<String, crate::autoscaler::AutoscalerConfig>,
+    /// Replica start-up phases, draining and billing (default: the `new_node` preset for
+    /// replicas added later; the initial replicas are Ready at time zero).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<crate::lifecycle::LifecycleConfig>,
+    /// Crashes, rolling updates, stuck and slow replicas, and the client retry policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<crate::faults::FaultsConfig>,
     /// Capacity-planning search space and goal (`servesim plan`); ignored by `run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::plan::PlanConfig>,

@@ -72,8 +72,15 @@ pub(crate) fn resolve_file(file: ScenarioFile, source: &Path) -> Result<Scenario
             );
         }
     }
+    let autoscaler = file.autoscaler.clone().unwrap_or_default();
+    let min_replicas = autoscaler.min_replicas();
     match file.replicas {
-        0 => return fail("replicas", "must be at least 1"),
+        0 if min_replicas != Some(0) => {
+            return fail(
+                "replicas",
+                "must be at least 1 (0 needs an autoscaler that scales from zero: KEDA `minReplicaCount: 0` or WVA `minReplicas: 0`)",
+            );
+        }
         r if r > MAX_REPLICAS => {
             return fail(
                 "replicas",
@@ -93,7 +100,37 @@ pub(crate) fn resolve_file(file: ScenarioFile, source: &Path) -> Result<Scenario
         return fail("output.timeseries_interval", "must be greater than zero, e.g. `1s`");
     }
 
+    let start_hour = match &file.workload {
+        WorkloadConfig::CodingAssistant(c) => c.start_hour,
+        WorkloadConfig::Synthetic(c) => match &c.arrival {
+            ArrivalConfig::Diurnal(d) => d.start_hour,
+            _ => 0.0,
+        },
+        _ => 0.0,
+    };
+    let actx = crate::autoscaler::AutoscalerCtx { start_hour };
+    if let Err(crate::autoscaler::AutoscalerError::Invalid { field, msg }) = autoscaler.build(&actx) {
+        return fail(format!("autoscaler.{field}"), msg);
+    }
+    for (name, a) in &file.autoscalers {
+        if let Err(crate::autoscaler::AutoscalerError::Invalid { field, msg }) = a.build(&actx) {
+            return fail(format!("autoscalers.{name}.{field}"), msg);
+        }
+    }
+    let lifecycle = file
+        .lifecycle
+        .clone()
+        .unwrap_or_default()
+        .resolve(model, tp)
+        .map_err(|(field, msg)| Fail { field, msg })?;
+    let faults = file.faults.clone().unwrap_or_default();
+    faults.validate().map_err(|(field, msg)| Fail { field, msg })?;
+
     Ok(Scenario {
+        autoscaler,
+        lifecycle,
+        faults,
+        start_hour,
         source: source.to_path_buf(),
         name: file.name.clone(),
         seed: file.seed,
