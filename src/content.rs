@@ -176,12 +176,26 @@ impl Content {
     /// Full-block hashes of the prompt followed by `extra` pieces (e.g. generated tokens),
     /// using the arena's precomputed chain for the shared part. Appends into `out` (cleared).
     pub fn block_hashes(&self, arena: &ChainArena, chains: &ChainHashes, extra: &[Piece], out: &mut Vec<u64>) {
-        self.hashes_impl(arena, chains, extra, out, true)
+        self.hashes_impl(arena, chains, extra, out, true, usize::MAX)
+    }
+    /// The first `limit` hashes of [`Content::block_hashes`] (fewer if the content is
+    /// shorter), without hashing what lies beyond: a router that looks at a bounded prefix
+    /// of a long prompt pays for that prefix only.
+    pub fn block_hashes_upto(
+        &self,
+        arena: &ChainArena,
+        chains: &ChainHashes,
+        extra: &[Piece],
+        limit: usize,
+        out: &mut Vec<u64>,
+    ) {
+        self.hashes_impl(arena, chains, extra, out, true, limit);
+        out.truncate(limit);
     }
     /// Like [`Content::block_hashes`] but without the shared chain's full blocks: `out`
     /// starts at block `shared_full_blocks(block_size)` (what the engine stores per request).
     pub fn own_block_hashes(&self, arena: &ChainArena, chains: &ChainHashes, extra: &[Piece], out: &mut Vec<u64>) {
-        self.hashes_impl(arena, chains, extra, out, false)
+        self.hashes_impl(arena, chains, extra, out, false, usize::MAX)
     }
     /// Full blocks of this prompt that come entirely from its shared chain.
     pub fn shared_full_blocks(&self, block_size: u32) -> u32 {
@@ -194,6 +208,7 @@ impl Content {
         extra: &[Piece],
         out: &mut Vec<u64>,
         with_shared: bool,
+        limit: usize,
     ) {
         out.clear();
         let bs = chains.block_size;
@@ -202,7 +217,10 @@ impl Content {
                 let full = (s.tokens / bs) as usize;
                 let chain = &chains.per_chain[s.chain.0 as usize];
                 if with_shared {
-                    out.extend_from_slice(&chain[..full]);
+                    out.extend_from_slice(&chain[..full.min(limit)]);
+                    if out.len() >= limit {
+                        return;
+                    }
                 }
                 let prev = if full == 0 { ROOT_HASH } else { chain[full - 1] };
                 let mut h = BlockHasher::resume(bs, prev);
@@ -222,6 +240,9 @@ impl Content {
             None => BlockHasher::new(bs),
         };
         for p in self.pieces.iter().chain(extra.iter()) {
+            if out.len() >= limit {
+                return;
+            }
             hasher.push(*p, out);
         }
     }
@@ -275,5 +296,25 @@ mod tests {
         assert_eq!(out, flat);
         assert_eq!(out.len(), 75 / 16);
         assert_eq!(content.tokens(&arena), 75);
+    }
+
+    #[test]
+    fn bounded_hashes_are_a_prefix_of_the_full_ones() {
+        let mut arena = ChainArena::new();
+        let c = arena.register(vec![Piece { key: 1, start: 0, len: 50 }]);
+        let ch = ChainHashes::build(&arena, 16);
+        let content = Content {
+            shared: Some(SharedRef { chain: c, tokens: 45 }),
+            pieces: smallvec::smallvec![Piece { key: 3, start: 0, len: 30 }, Piece { key: 4, start: 0, len: 40 }],
+        };
+        let extra = [Piece { key: 5, start: 0, len: 9 }];
+        let mut full = vec![];
+        content.block_hashes(&arena, &ch, &extra, &mut full);
+        assert_eq!(full.len(), 124 / 16);
+        let mut out = vec![];
+        for limit in 0..=full.len() + 2 {
+            content.block_hashes_upto(&arena, &ch, &extra, limit, &mut out);
+            assert_eq!(out[..], full[..limit.min(full.len())], "limit {limit}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::units::SimTime;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Event {
@@ -25,9 +25,20 @@ pub enum Event {
     Fleet(super::fleet::FleetEv),
 }
 
+/// Sort key of a queued event; `seq` makes keys unique.
+type Key = (SimTime, u8, u64);
+
+/// Lanes: events of one kind that are always scheduled a constant delay after "now" (a
+/// router's decision latency, scrape interval and latency, the tick, the KV-event lag)
+/// arrive in key order, so a FIFO per kind keeps them sorted at O(1) per event; only step
+/// completions (and the rare out-of-order push) need the heap. The pop is the smallest key
+/// over the heap's top and the lanes' fronts, so the order is exactly the heap's.
+const LANES: usize = 5;
+
 #[derive(Default)]
 pub struct EventQueue {
-    heap: BinaryHeap<Reverse<(SimTime, u8, u64, Event)>>,
+    heap: BinaryHeap<Reverse<(Key, Event)>>,
+    lanes: [VecDeque<(Key, Event)>; LANES],
     seq: u64,
 }
 
@@ -40,24 +51,61 @@ impl Event {
             Event::Scrape { .. } | Event::ScrapeVisible { .. } | Event::KvDeliver | Event::Tick | Event::Fleet(_) => 2,
         }
     }
+    fn lane(&self) -> Option<usize> {
+        match self {
+            Event::StepDone { .. } => None,
+            Event::Deliver { .. } => Some(0),
+            Event::Scrape { .. } => Some(1),
+            Event::ScrapeVisible { .. } => Some(2),
+            Event::KvDeliver => Some(3),
+            Event::Tick => Some(4),
+        }
+    }
 }
 
 impl EventQueue {
     pub fn push(&mut self, at: SimTime, ev: Event) {
-        self.heap.push(Reverse((at, ev.class(), self.seq, ev)));
+        let key = (at, ev.class(), self.seq);
         self.seq += 1;
+        if let Some(l) = ev.lane() {
+            let lane = &mut self.lanes[l];
+            if lane.back().is_none_or(|(k, _)| k.0 <= at) {
+                lane.push_back((key, ev));
+                return;
+            }
+        }
+        self.heap.push(Reverse((key, ev)));
+    }
+    /// Where the smallest key is: a lane index, or `LANES` for the heap.
+    #[inline]
+    fn min_source(&self) -> Option<(usize, Key)> {
+        let mut best = self.heap.peek().map(|Reverse((k, _))| (LANES, *k));
+        for (i, lane) in self.lanes.iter().enumerate() {
+            if let Some((k, _)) = lane.front()
+                && best.is_none_or(|(_, b)| *k < b)
+            {
+                best = Some((i, *k));
+            }
+        }
+        best
     }
     pub fn peek_time(&self) -> Option<SimTime> {
-        self.heap.peek().map(|Reverse((t, _, _, _))| *t)
+        self.min_source().map(|(_, k)| k.0)
     }
     pub fn pop(&mut self) -> Option<(SimTime, Event)> {
-        self.heap.pop().map(|Reverse((t, _, _, e))| (t, e))
+        let (src, _) = self.min_source()?;
+        let (k, e) = if src == LANES {
+            self.heap.pop().expect("peeked").0
+        } else {
+            self.lanes[src].pop_front().expect("peeked")
+        };
+        Some((k.0, e))
     }
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.heap.len() + self.lanes.iter().map(VecDeque::len).sum::<usize>()
     }
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.len() == 0
     }
 }
 
@@ -80,5 +128,41 @@ mod tests {
         assert_eq!(q.pop(), Some((SimTime(5), Event::Tick)));
         assert_eq!(q.pop(), Some((SimTime(5), Event::Scrape { replica: 1 })));
         assert_eq!(q.pop(), None);
+    }
+
+    /// Lanes and heap together pop exactly in key order, whatever the push pattern.
+    #[test]
+    fn lanes_pop_like_one_heap() {
+        use crate::rng::RngStreams;
+        use rand::RngExt;
+        let mut rng = RngStreams::new(3).stream("queue-ref", 0);
+        let mut q = EventQueue::default();
+        let mut reference: BinaryHeap<Reverse<(SimTime, u8, u64, Event)>> = BinaryHeap::new();
+        let mut seq = 0u64;
+        let mut now = 0u64;
+        for _ in 0..5000 {
+            if rng.random_range(0..3) > 0 || reference.is_empty() {
+                let ev = match rng.random_range(0..6) {
+                    0 => Event::StepDone { replica: rng.random_range(0..3), generation: rng.random_range(0..5) },
+                    1 => Event::Deliver { slot: rng.random_range(0..9) },
+                    2 => Event::Scrape { replica: rng.random_range(0..3) },
+                    3 => Event::ScrapeVisible { replica: rng.random_range(0..3) },
+                    4 => Event::KvDeliver,
+                    _ => Event::Tick,
+                };
+                // Mostly constant delays per kind (lane order), sometimes arbitrary.
+                let d = if rng.random_range(0..5) == 0 { rng.random_range(0..20) } else { 7 };
+                let at = SimTime(now + d);
+                q.push(at, ev);
+                reference.push(Reverse((at, ev.class(), seq, ev)));
+                seq += 1;
+            } else {
+                let Reverse((t, _, _, e)) = reference.pop().unwrap();
+                assert_eq!(q.peek_time(), Some(t));
+                assert_eq!(q.pop(), Some((t, e)));
+                now = t.0;
+            }
+            assert_eq!(q.len(), reference.len());
+        }
     }
 }

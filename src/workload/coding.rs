@@ -25,6 +25,10 @@
 //! previous request was issued, even if that answer has not finished yet; such a request
 //! simply finds fewer cached blocks.
 //!
+//! **Reuse promise.** A request whose successor (same engineer) opens a new file and starts a
+//! new conversation shares no private block with any later request, and says so
+//! (`private_reuse: false`), which spares the engine indexing blocks nobody can hit.
+//!
 //! Lengths and engineer choices come from one stream (`workload.coding`) in arrival order, so
 //! the request sequence is the same whatever the cluster does.
 
@@ -206,6 +210,10 @@ impl Workload for CodingAssistantWorkload {
             eng.history.push(question);
             eng.history.push(Piece { key: output_key, start: 0, len: output });
         }
+        // Only this engineer's next requests can contain this request's private blocks: the
+        // file while it stays open, the history while the conversation goes on. When the next
+        // request switches files and starts a new conversation, nothing private is reused.
+        let private_reuse = eng.on_file < self.requests_per_file || eng.conv_requests <= self.max_history;
         RequestSpec {
             id: RequestId(id),
             arrival: a.time,
@@ -215,7 +223,7 @@ impl Workload for CodingAssistantWorkload {
             output_key,
             session: Some(e as u64),
             group: Some(eng.repo),
-            private_reuse: true,
+            private_reuse,
         }
     }
 
@@ -339,6 +347,38 @@ mod tests {
             }
         }
         assert!(extended > 300, "{extended}");
+    }
+
+    /// The reuse promise holds: no later request contains a private block (prompt or answer)
+    /// of a request that said `private_reuse: false`. Checked with unsynchronised file and
+    /// conversation cycles (3 and 5 requests) and with empty files.
+    #[test]
+    fn private_reuse_promise_holds() {
+        for file_max in [2000, 0] {
+            let mut c = cfg();
+            c.file_context = LengthConfig::Uniform(UniformLen { min: 0, max: file_max });
+            let (w, v) = all(&c, 4, 12 * 3600);
+            let hashes = ChainHashes::build(w.arena(), 16);
+            let mut in_prompt: HashMap<u64, Vec<usize>> = HashMap::new();
+            let mut own = vec![];
+            for (i, r) in v.iter().enumerate() {
+                r.content.own_block_hashes(w.arena(), &hashes, &[], &mut own);
+                for &h in &own {
+                    in_prompt.entry(h).or_default().push(i);
+                }
+            }
+            let mut promised = 0;
+            for (i, r) in v.iter().enumerate().filter(|(_, r)| !r.private_reuse) {
+                promised += 1;
+                let ans = Piece { key: r.output_key, start: 0, len: r.output.0 };
+                r.content.own_block_hashes(w.arena(), &hashes, &[ans], &mut own);
+                for h in &own {
+                    let users = in_prompt.get(h).map_or(&[][..], |u| &u[..]);
+                    assert!(users.iter().all(|&j| j <= i), "request {i}: a private block reappears in {users:?}");
+                }
+            }
+            assert!(promised > 100 && promised < v.len() / 2, "{promised} of {}", v.len());
+        }
     }
 
     #[test]

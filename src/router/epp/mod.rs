@@ -25,7 +25,7 @@ pub use config::{EndpointPickerConfig, EppVersion};
 
 use self::config::{ApproxSpec, ResolvedProfile, named_profile, parse_config_yaml};
 use self::precise_index::PreciseIndex;
-use self::prefix_index::ApproxPrefixIndex;
+use self::prefix_index::{ApproxPrefixIndex, ChainPrefix};
 use self::scorers::Scorer;
 use super::fasthash::{FastMap, fast_map};
 use super::{Candidate, KvEvent, Router, RouterBuildCtx, RouterError, ScrapeConfig};
@@ -156,6 +156,7 @@ pub struct EppRouter {
     nohit_lru: Vec<ReplicaId>,
     // scratch
     hashes: Vec<u64>,
+    approx_prefix: Option<ChainPrefix>,
     engine_hashes: Vec<u64>,
     pods: Vec<u32>,
     matched: Vec<u32>,
@@ -194,11 +195,17 @@ pub fn approx_hashes(
     let truncated = input as u64 > max_blocks as u64 * bt as u64;
     if spec.version.hashes_partial_block() && rem > 0 && !truncated {
         let pad = [Piece { key: PARTIAL_PAD_KEY, start: 0, len: bt - rem }];
-        req.content.block_hashes(arena, chains, &pad, out);
+        req.content.block_hashes_upto(arena, chains, &pad, max_blocks, out);
     } else {
-        req.content.block_hashes(arena, chains, &[], out);
+        req.content.block_hashes_upto(arena, chains, &[], max_blocks, out);
     }
-    out.truncate(max_blocks);
+}
+
+/// How many of the leading approximate-index hashes of `req` are blocks of its shared chain.
+fn approx_chain_prefix(req: &RequestSpec, hashes: &[u64], block_tokens: u32) -> Option<ChainPrefix> {
+    let s = req.content.shared?;
+    let len = (s.tokens / block_tokens).min(hashes.len() as u32);
+    (len > 0).then_some(ChainPrefix { chain: s.chain.0, len })
 }
 
 impl EppRouter {
@@ -274,6 +281,7 @@ impl EppRouter {
             sessions: fast_map(),
             nohit_lru: Vec::new(),
             hashes: Vec::new(),
+            approx_prefix: None,
             engine_hashes: Vec::new(),
             pods: Vec::new(),
             matched: Vec::new(),
@@ -341,7 +349,8 @@ impl Router for EppRouter {
             let chains = chains_for(&mut self.chains, arena, block_tokens);
             approx_hashes(req, arena, chains, spec, &mut self.hashes);
             approx_total = self.hashes.len() as u32;
-            self.approx_index.match_blocks(&self.hashes, &self.pods, &mut self.matched);
+            self.approx_prefix = approx_chain_prefix(req, &self.hashes, block_tokens);
+            self.approx_index.match_blocks_with_prefix(&self.hashes, self.approx_prefix, &self.pods, &mut self.matched);
         }
         let mut precise_total = 0u32;
         if self.profile.precise {
@@ -387,7 +396,8 @@ impl Router for EppRouter {
 
         // PreRequest hooks.
         if let Some(spec) = &self.profile.approx {
-            self.approx_index.add(target.id.0, &self.hashes, spec.capacity(target.scraped.num_gpu_blocks));
+            let cap = spec.capacity(target.scraped.num_gpu_blocks);
+            self.approx_index.add_with_prefix(target.id.0, &self.hashes, self.approx_prefix, cap);
         }
         if let Some(size) = self.nohit_lru_size
             && cold

@@ -10,6 +10,16 @@
 //! Layout: one arena of intrusive doubly-linked LRU nodes for all pods (a node per
 //! (pod, hash) entry), a free list for reuse, and `hash → [(pod, node)]` in a fast map.
 //! Nothing iterates the map, so results never depend on hash-map order.
+//!
+//! Why the chain shortcuts: a coding assistant's prompts start with a repository context of
+//! hundreds of blocks, so nearly every hashed block of every request is a block of a shared
+//! chain ([`crate::content::ChainArena`]), and the same few hundred hashes are walked and
+//! re-added per request. Callers say how many leading hashes are the first blocks of which
+//! chain ([`ChainPrefix`]); then (1) the walk over that part is remembered per chain and
+//! reused while no entry was inserted or evicted anywhere (membership is all the walk reads;
+//! re-adding existing entries only reorders the LRUs), and (2) re-adding finds a pod's node
+//! of chain position `p` in a per-(pod, chain) table instead of the hash map. Both are caches
+//! of what the map says, so results are those of the plain per-hash walk.
 
 use crate::router::fasthash::{FastMap, fast_map};
 use smallvec::SmallVec;
@@ -20,6 +30,9 @@ const NIL: u32 = u32::MAX;
 struct Node {
     hash: u64,
     pod: u32,
+    /// Chain position this node is cached under in `chain_nodes` (chain NIL: none).
+    chain: u32,
+    pos: u32,
     /// Towards the most recent end.
     prev: u32,
     /// Towards the least recent end.
@@ -42,6 +55,28 @@ impl Default for PodLru {
     }
 }
 
+/// The leading `len` hashes handed to the index are blocks `0..len` of chain `chain` (at the
+/// index's block size).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChainPrefix {
+    pub chain: u32,
+    pub len: u32,
+}
+
+/// A remembered walk over a chain prefix.
+#[derive(Clone, Debug, Default)]
+struct WalkMemo {
+    len: u32,
+    /// Hash of the prefix's last block (chained: it names the whole prefix).
+    last_hash: u64,
+    /// `membership_epoch` when computed (0: never).
+    epoch: u64,
+    /// The walk stopped inside the prefix (some block is held by no pod).
+    stopped: bool,
+    /// Matched blocks per pod (pods with none omitted), in first-touch order.
+    counts: Vec<(u32, u32)>,
+}
+
 /// Approximate prefix index over dense pod ids (`ReplicaId.0`).
 #[derive(Default)]
 pub struct ApproxPrefixIndex {
@@ -52,11 +87,47 @@ pub struct ApproxPrefixIndex {
     /// Scratch for match counting, indexed by pod id.
     counts: Vec<u32>,
     touched: Vec<u32>,
+    /// Bumped whenever an entry is inserted or evicted.
+    membership_epoch: u64,
+    /// Per chain: the last walk over one of its prefixes.
+    memo: Vec<WalkMemo>,
+    /// Per pod, per chain: node of each chain position (NIL: not cached here; then the map
+    /// is asked).
+    chain_nodes: Vec<Vec<Vec<u32>>>,
 }
 
 impl ApproxPrefixIndex {
     pub fn new() -> Self {
-        ApproxPrefixIndex { holders: fast_map(), ..Default::default() }
+        ApproxPrefixIndex { holders: fast_map(), membership_epoch: 1, ..Default::default() }
+    }
+
+    /// Cached node of (pod, chain position), if any.
+    #[inline]
+    fn chain_node(&self, pod: u32, chain: u32, pos: u32) -> u32 {
+        self.chain_nodes
+            .get(pod as usize)
+            .and_then(|v| v.get(chain as usize))
+            .and_then(|v| v.get(pos as usize))
+            .copied()
+            .unwrap_or(NIL)
+    }
+
+    fn set_chain_node(&mut self, pod: u32, chain: u32, pos: u32, n: u32) {
+        let (p, c, i) = (pod as usize, chain as usize, pos as usize);
+        if self.chain_nodes.len() <= p {
+            self.chain_nodes.resize(p + 1, Vec::new());
+        }
+        let per_pod = &mut self.chain_nodes[p];
+        if per_pod.len() <= c {
+            per_pod.resize(c + 1, Vec::new());
+        }
+        let v = &mut per_pod[c];
+        if v.len() <= i {
+            v.resize(i + 1, NIL);
+        }
+        v[i] = n;
+        self.nodes[n as usize].chain = chain;
+        self.nodes[n as usize].pos = pos;
     }
 
     fn pod_mut(&mut self, pod: u32) -> &mut PodLru {
@@ -112,7 +183,11 @@ impl ApproxPrefixIndex {
         }
         self.unlink(t);
         self.pods[pod as usize].len -= 1;
-        let h = self.nodes[t as usize].hash;
+        self.membership_epoch += 1;
+        let Node { hash: h, chain, pos, .. } = self.nodes[t as usize];
+        if chain != NIL && self.chain_node(pod, chain, pos) == t {
+            self.chain_nodes[pod as usize][chain as usize][pos as usize] = NIL;
+        }
         if let Some(v) = self.holders.get_mut(&h) {
             v.retain(|&mut (p, _)| p != pod);
             if v.is_empty() {
@@ -127,14 +202,36 @@ impl ApproxPrefixIndex {
     /// pod's LRU size (fixed `lruCapacityPerServer`, or its `num_gpu_blocks` with autoTune);
     /// a smaller capacity than before evicts down to it first.
     pub fn add(&mut self, pod: u32, hashes: &[u64], capacity: u32) {
+        self.add_with_prefix(pod, hashes, None, capacity)
+    }
+
+    /// [`ApproxPrefixIndex::add`] where `prefix` describes the leading hashes as chain blocks.
+    pub fn add_with_prefix(&mut self, pod: u32, hashes: &[u64], prefix: Option<ChainPrefix>, capacity: u32) {
         let capacity = capacity.max(1);
         self.pod_mut(pod).cap = capacity;
         while self.pods[pod as usize].len > capacity {
             self.evict_oldest(pod);
         }
-        for &h in hashes {
-            let existing = self.holders.get(&h).and_then(|v| v.iter().find(|&&(p, _)| p == pod).map(|&(_, n)| n));
-            if let Some(n) = existing {
+        let (chain, clen) = prefix.map_or((NIL, 0), |p| (p.chain, p.len.min(hashes.len() as u32)));
+        for (i, &h) in hashes.iter().enumerate() {
+            let i = i as u32;
+            let in_chain = i < clen;
+            let mut existing = if in_chain { self.chain_node(pod, chain, i) } else { NIL };
+            if existing != NIL && self.nodes[existing as usize].hash != h {
+                existing = NIL; // the table was filled at another block size
+            }
+            if existing == NIL {
+                existing = self
+                    .holders
+                    .get(&h)
+                    .and_then(|v| v.iter().find(|&&(p, _)| p == pod).map(|&(_, n)| n))
+                    .unwrap_or(NIL);
+                if existing != NIL && in_chain && self.nodes[existing as usize].chain == NIL {
+                    self.set_chain_node(pod, chain, i, existing);
+                }
+            }
+            if existing != NIL {
+                let n = existing;
                 self.unlink(n);
                 self.push_front(n);
                 continue;
@@ -142,7 +239,8 @@ impl ApproxPrefixIndex {
             if self.pods[pod as usize].len >= capacity {
                 self.evict_oldest(pod);
             }
-            let node = Node { hash: h, pod, prev: NIL, next: NIL };
+            self.membership_epoch += 1;
+            let node = Node { hash: h, pod, chain: NIL, pos: 0, prev: NIL, next: NIL };
             let n = match self.free.pop() {
                 Some(n) => {
                     self.nodes[n as usize] = node;
@@ -156,16 +254,17 @@ impl ApproxPrefixIndex {
             self.push_front(n);
             self.pods[pod as usize].len += 1;
             self.holders.entry(h).or_default().push((pod, n));
+            if in_chain {
+                self.set_chain_node(pod, chain, i, n);
+            }
         }
     }
 
-    /// The producer's greedy walk: for each hash in order, stop at the first one no pod holds;
-    /// otherwise every holder's count goes up by one. A pod that lost an earlier block (but
-    /// another pod still has it) still gets later blocks counted, exactly like upstream.
-    /// Writes `out[i]` = matched blocks of `pods[i]`.
-    pub fn match_blocks(&mut self, hashes: &[u64], pods: &[u32], out: &mut Vec<u32>) {
+    /// Adds the walk over `hashes` to the scratch counts; false if it stopped at a hash no
+    /// pod holds.
+    fn walk(&mut self, hashes: &[u64]) -> bool {
         for &h in hashes {
-            let Some(v) = self.holders.get(&h) else { break };
+            let Some(v) = self.holders.get(&h) else { return false };
             for &(p, _) in v.iter() {
                 let i = p as usize;
                 if self.counts.len() <= i {
@@ -177,6 +276,58 @@ impl ApproxPrefixIndex {
                 self.counts[i] += 1;
             }
         }
+        true
+    }
+
+    /// The producer's greedy walk: for each hash in order, stop at the first one no pod holds;
+    /// otherwise every holder's count goes up by one. A pod that lost an earlier block (but
+    /// another pod still has it) still gets later blocks counted, exactly like upstream.
+    /// Writes `out[i]` = matched blocks of `pods[i]`.
+    pub fn match_blocks(&mut self, hashes: &[u64], pods: &[u32], out: &mut Vec<u32>) {
+        self.match_blocks_with_prefix(hashes, None, pods, out)
+    }
+
+    /// [`ApproxPrefixIndex::match_blocks`] where `prefix` describes the leading hashes as
+    /// chain blocks (the walk over them is remembered, see module docs).
+    pub fn match_blocks_with_prefix(
+        &mut self,
+        hashes: &[u64],
+        prefix: Option<ChainPrefix>,
+        pods: &[u32],
+        out: &mut Vec<u32>,
+    ) {
+        let mut rest = hashes;
+        if let Some(cp) = prefix.filter(|p| p.len > 0 && p.len as usize <= hashes.len()) {
+            let c = cp.chain as usize;
+            if self.memo.len() <= c {
+                self.memo.resize(c + 1, WalkMemo::default());
+            }
+            let last_hash = hashes[cp.len as usize - 1];
+            let m = &self.memo[c];
+            if m.epoch != self.membership_epoch || m.len != cp.len || m.last_hash != last_hash {
+                let stopped = !self.walk(&hashes[..cp.len as usize]);
+                let mut memo = std::mem::take(&mut self.memo[c]);
+                memo.len = cp.len;
+                memo.last_hash = last_hash;
+                memo.epoch = self.membership_epoch;
+                memo.stopped = stopped;
+                memo.counts.clear();
+                memo.counts.extend(self.touched.iter().map(|&p| (p, self.counts[p as usize])));
+                self.memo[c] = memo;
+            } else {
+                let memo = &self.memo[c];
+                for &(p, k) in &memo.counts {
+                    let i = p as usize;
+                    if self.counts.len() <= i {
+                        self.counts.resize(i + 1, 0);
+                    }
+                    self.counts[i] = k;
+                    self.touched.push(p);
+                }
+            }
+            rest = if self.memo[c].stopped { &[] } else { &hashes[cp.len as usize..] };
+        }
+        self.walk(rest);
         out.clear();
         out.extend(pods.iter().map(|&p| self.counts.get(p as usize).copied().unwrap_or(0)));
         for p in self.touched.drain(..) {
@@ -240,5 +391,50 @@ mod tests {
         // node reuse keeps the structure consistent
         ix.add(3, &[5, 6, 7], 2);
         assert!(ix.contains(3, 6) && ix.contains(3, 7) && !ix.contains(3, 5) && !ix.contains(3, 4));
+    }
+
+    /// The chain shortcuts (remembered walks, per-(pod, chain) node table) against the plain
+    /// per-hash index under random traffic with evictions, chain prefixes of varying length,
+    /// private tails and hashes added both as chain blocks and as plain hashes.
+    #[test]
+    fn chain_shortcuts_match_the_plain_index() {
+        use crate::rng::RngStreams;
+        use rand::RngExt;
+        for seed in 0..30u64 {
+            let mut rng = RngStreams::new(seed).stream("approx-ref", 0);
+            let chains: Vec<Vec<u64>> =
+                (0..3u64).map(|c| (0..40u64).map(|i| crate::rng::splitmix64(c * 1000 + i)).collect()).collect();
+            let (mut plain, mut fast) = (ApproxPrefixIndex::new(), ApproxPrefixIndex::new());
+            let cap = rng.random_range(5..120u32);
+            let pods = [0u32, 1, 2, 3];
+            let (mut a, mut b) = (vec![], vec![]);
+            for step in 0..300 {
+                let c = rng.random_range(0..3usize);
+                let len = rng.random_range(0..=40u32);
+                let mut hashes = chains[c][..len as usize].to_vec();
+                for _ in 0..rng.random_range(0..4) {
+                    hashes.push(rng.random_range(0..50u64) + 7_000_000);
+                }
+                // Sometimes the chain part is presented as plain hashes.
+                let prefix = (rng.random_range(0..4) > 0).then_some(ChainPrefix { chain: c as u32, len });
+                let pod = rng.random_range(0..4u32);
+                plain.match_blocks(&hashes, &pods, &mut a);
+                fast.match_blocks_with_prefix(&hashes, prefix, &pods, &mut b);
+                assert_eq!(a, b, "seed {seed} step {step}: match");
+                let cap = if rng.random_range(0..20) == 0 { cap / 2 + 1 } else { cap };
+                plain.add(pod, &hashes, cap);
+                fast.add_with_prefix(pod, &hashes, prefix, cap);
+                for p in pods {
+                    assert_eq!(plain.pod_len(p), fast.pod_len(p), "seed {seed} step {step}: pod {p} length");
+                }
+                for ch in &chains {
+                    for &h in ch {
+                        for p in pods {
+                            assert_eq!(plain.contains(p, h), fast.contains(p, h), "seed {seed} step {step}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
