@@ -53,7 +53,7 @@ impl Event {
     }
     fn lane(&self) -> Option<usize> {
         match self {
-            Event::StepDone { .. } => None,
+            Event::StepDone { .. } | Event::Fleet(_) => None,
             Event::Deliver { .. } => Some(0),
             Event::Scrape { .. } => Some(1),
             Event::ScrapeVisible { .. } => Some(2),
