@@ -6,6 +6,7 @@
 //! events ([`engine`]). Same scenario + seed ⇒ byte-identical outputs.
 
 pub mod app;
+pub mod calibrate;
 pub mod catalog;
 pub mod check;
 pub mod cli;
@@ -22,6 +23,8 @@ pub mod router;
 pub mod scenario;
 pub mod stages;
 pub mod step_time;
+pub mod validate;
+pub mod trace;
 pub mod units;
 pub mod workload;
 
