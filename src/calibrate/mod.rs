@@ -252,10 +252,18 @@ fn dot(a: &[f64; NF], b: &[f64; NF]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Features and duration (µs) of a measured step.
+/// Features and duration (µs) of a measured step. `context_tokens` in a step trace counts
+/// each request's tokens after the step (computed + scheduled); the simulator's context is
+/// what was already in KV, so the step's own tokens are subtracted.
 pub fn step_sample(s: &StepRow) -> ([f64; NF], f64) {
+    let own = s.prefill_tokens as u64 + s.decode_tokens as u64;
     (
-        features(s.prefill_tokens as f64, s.num_prefill_reqs as f64, s.num_decode_reqs as f64, s.context_tokens as f64),
+        features(
+            s.prefill_tokens as f64,
+            s.num_prefill_reqs as f64,
+            s.num_decode_reqs as f64,
+            s.context_tokens.saturating_sub(own) as f64,
+        ),
         s.duration_s * 1e6,
     )
 }
