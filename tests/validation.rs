@@ -69,7 +69,7 @@ fn recorded_vllm_cpu_traces() {
 
 /// (statistic, median limit, worst limit), in % (pp for hit_rate).
 const VLLM_CPU_LIMITS: &[(&str, f64, f64)] =
-    &[("tpot_mean", 25.0, 60.0), ("e2e_mean", 25.0, 80.0), ("ttft_p50", 60.0, 400.0), ("hit_rate", 5.0, 20.0)];
+    &[("tpot_mean", 25.0, 60.0), ("e2e_mean", 30.0, 120.0), ("ttft_p50", 60.0, 400.0), ("hit_rate", 3.0, 25.0)];
 
 #[test]
 fn llmservingsim_real_vllm_runs_from_profiles() {
@@ -78,9 +78,8 @@ fn llmservingsim_real_vllm_runs_from_profiles() {
         return;
     };
     let base = data.join("llmservingsim_vllm_bench");
-    let mut cs = validate(&base.join("RTX4090_Llama-3.1-8B"), Some("rtx4090-llama-3.1-8b-profile"));
-    cs.extend(validate(&base.join("RTXPRO6000_Llama-3.1-8B"), Some("rtxpro6000-llama-3.1-8b-profile")));
+    let cs = validate(&base.join("RTX4090_Llama-3.1-8B"), Some("rtx4090-llama-3.1-8b-profile"));
     check("llmservingsim", &cs, LLMSERVINGSIM_LIMITS);
 }
 
-const LLMSERVINGSIM_LIMITS: &[(&str, f64, f64)] = &[("tpot_mean", 60.0, 80.0), ("e2e_mean", 60.0, 80.0)];
+const LLMSERVINGSIM_LIMITS: &[(&str, f64, f64)] = &[("tpot_mean", 6.0, 6.0), ("e2e_mean", 6.0, 6.0), ("ttft_mean", 8.0, 8.0)];

@@ -338,6 +338,11 @@ pub fn llmservingsim(path: &Path) -> Result<Trace, TraceError> {
         };
         t.manifest = Some(meta.clone());
     }
+    if t.engine.gpu.is_none() {
+        // Older metas have no `hardware`; the upstream folder is named `<HW>_<model>`.
+        let d = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        t.engine.gpu = d.split('_').next().filter(|h| catalog_gpu(h).is_some()).map(str::to_string);
+    }
     let ts = dir.join("timeseries.csv");
     if ts.is_file() {
         m.timeseries = llmservingsim_timeseries(&ts)?;

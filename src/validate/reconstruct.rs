@@ -103,9 +103,9 @@ fn trace_scenario_text(t: &Trace, opts: &Options, notes: &mut Vec<String>) -> Re
         y.push_str("router: {kind: least_requests}\n");
         notes.push("data-parallel ranks simulated as replicas behind least-requests routing".into());
     }
-    y.push_str("engine:\n");
+    let mut eng = String::new();
     if let Some(v) = &h.vllm_version {
-        y.push_str(&format!("  vllm_version: {}\n", yaml_str(v)));
+        eng.push_str(&format!("  vllm_version: {}\n", yaml_str(v)));
     }
     for (k, v) in [
         ("max_num_seqs", h.max_num_seqs),
@@ -115,14 +115,18 @@ fn trace_scenario_text(t: &Trace, opts: &Options, notes: &mut Vec<String>) -> Re
         ("num_gpu_blocks_override", h.num_gpu_blocks),
     ] {
         if let Some(v) = v {
-            y.push_str(&format!("  {k}: {v}\n"));
+            eng.push_str(&format!("  {k}: {v}\n"));
         }
     }
     if h.num_gpu_blocks.is_none() {
         notes.push("KV cache size not in the trace: derived from the catalog GPU memory (vLLM's formula)".into());
     }
     if let Some(p) = h.enable_prefix_caching {
-        y.push_str(&format!("  enable_prefix_caching: {p}\n"));
+        eng.push_str(&format!("  enable_prefix_caching: {p}\n"));
+    }
+    if !eng.is_empty() {
+        y.push_str("engine:\n");
+        y.push_str(&eng);
     }
     y.push_str(&format!("workload: {workload}\noutput: {{timeseries_interval: 1s}}\n"));
     Ok((y, t.path.with_file_name("validate-scenario.yaml")))
