@@ -43,6 +43,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(a) => cmd_check(a),
         Command::Plan(a) => crate::plan::run::cmd_plan(a),
         Command::Report(a) => cmd_report(a),
+        Command::Validate(a) => crate::validate::cmd::cmd_validate(a),
+        Command::Calibrate(a) => crate::calibrate::cmd::cmd_calibrate(a),
         #[cfg(feature = "live")]
         Command::Live(a) => crate::live::args::cmd_live(a),
         #[cfg(feature = "live")]

@@ -44,6 +44,13 @@ pub enum Command {
     #[cfg(feature = "live")]
     #[command(after_help = EXIT_CODES)]
     Live(crate::live::args::LiveArgs),
+    /// Compare a real run (trace) with its simulation: side-by-side statistics, errors, KS
+    /// distances (exit 1 when outside --tolerance).
+    #[command(after_help = EXIT_CODES)]
+    Validate(crate::validate::cmd::ValidateArgs),
+    /// Fit a step-time calibration from step traces, request-level traces or GPU profiles.
+    #[command(after_help = EXIT_CODES)]
+    Calibrate(crate::calibrate::cmd::CalibrateArgs),
     /// Measure the live client's own speed (scheduling lag, concurrent streams) against a mock.
     #[cfg(feature = "live")]
     LiveBench(crate::live::bench::LiveBenchArgs),

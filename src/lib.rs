@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod autoscaler;
+pub mod calibrate;
 pub mod catalog;
 pub mod check;
 pub mod cli;
@@ -25,6 +26,8 @@ pub mod router;
 pub mod scenario;
 pub mod stages;
 pub mod step_time;
+pub mod validate;
+pub mod trace;
 pub mod units;
 pub mod workload;
 

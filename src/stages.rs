@@ -42,7 +42,7 @@ pub fn stage_windows(w: &WorkloadConfig) -> Option<Vec<(f64, SimTime, SimTime)>>
     let arrival = match w {
         WorkloadConfig::Synthetic(c) => &c.arrival,
         WorkloadConfig::Sessions(c) => &c.arrival,
-        WorkloadConfig::CodingAssistant(_) => return None,
+        WorkloadConfig::CodingAssistant(_) | WorkloadConfig::Trace(_) => return None,
     };
     let ArrivalConfig::Stages(s) = arrival else { return None };
     let mut t = SimTime::ZERO;

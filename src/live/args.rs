@@ -94,6 +94,10 @@ pub struct LiveArgs {
     /// Self-test: start an in-process mock OpenAI server and use it as the endpoint.
     #[arg(long)]
     pub mock: bool,
+    /// Also simulate the same scenario (its engine and step-time model / calibration) and
+    /// write the real-vs-simulated comparison (comparison.json, validation.html) to --out.
+    #[arg(long)]
+    pub compare_sim: bool,
 }
 
 /// Runs `servesim live`.
@@ -181,6 +185,9 @@ pub fn cmd_live(a: LiveArgs) -> Result<ExitCode> {
         }
         println!("outputs: {}", out_dir.display());
     }
+    if a.compare_sim {
+        compare_sim(&sc, &run, &summary, &out_dir)?;
+    }
     if summary.requests.completed == 0 && !run.rows.is_empty() {
         let first = run.rows.iter().find_map(|r| r.res.error_detail.clone()).unwrap_or_default();
         anyhow::bail!("no request completed (first error: {first})");
@@ -229,4 +236,23 @@ pub fn write_live_outputs(
     metrics::write_atomic(&dir.join("live.json"), serde_json::to_string_pretty(&live)?.as_bytes())?;
     metrics::write_atomic(&dir.join("live_requests.csv"), &super::render_live_csv(run)?)?;
     Ok(summary)
+}
+
+/// `--compare-sim`: simulate the live run's scenario and compare, as `servesim validate`.
+fn compare_sim(sc: &crate::scenario::Scenario, run: &LiveRun, summary: &Summary, dir: &Path) -> Result<()> {
+    use crate::validate::{RunView, Tolerances, compare, render_text};
+    let rec = super::recorder(run);
+    let ts = crate::report::data::parse_timeseries_csv(&metrics::render_timeseries_csv(&rec.ticks))?;
+    let itl: Vec<f64> = run.rows.iter().flat_map(|r| r.res.itl_ns.iter().map(|&g| g as f64 / 1e9)).collect();
+    let real = RunView::from_records(&rec.records, Some(summary), &itl, Some(summary.simulated_seconds), &ts);
+    let out = crate::sim::simulate(sc).context("simulating the scenario for --compare-sim")?;
+    let sim = RunView::from_sim(&out);
+    let c = compare(&sc.name, &real, &sim, &Tolerances::default(), vec!["live run vs its scenario simulated".into()]);
+    print!("{}", render_text(&c));
+    metrics::write_atomic(&dir.join("comparison.json"), serde_json::to_string_pretty(&c)?.as_bytes())?;
+    let v = crate::validate::cmd::Validated { case_label: sc.name.clone(), comparison: c, real, sim };
+    let html = crate::validate::html::render(std::slice::from_ref(&v), &[])?;
+    metrics::write_atomic(&dir.join("validation.html"), html.as_bytes())?;
+    println!("comparison: {}", dir.join("comparison.json").display());
+    Ok(())
 }

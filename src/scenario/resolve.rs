@@ -395,6 +395,10 @@ fn validate_step_time(s: &StepTimeConfig, base_dir: &Path) -> Result<(), Fail> {
             finite_nonneg("engine.step_time.per_decode_seq_us", l.per_decode_seq_us)?;
             finite_nonneg("engine.step_time.per_context_token_ns", l.per_context_token_ns)
         }
+        StepTimeConfig::Calibration(c) => match crate::calibrate::load_ref(c, base_dir) {
+            Ok(_) => Ok(()),
+            Err(e) => fail(if c.file.is_some() { "engine.step_time.file" } else { "engine.step_time.name" }, e.to_string()),
+        },
     }
 }
 
@@ -496,6 +500,22 @@ pub(crate) fn validate_workload(w: &WorkloadConfig, base_dir: &Path) -> Result<(
             validate_profile(".hourly_profile", &c.hourly_profile)?;
             if !(c.start_hour.is_finite() && (0.0..24.0).contains(&c.start_hour)) {
                 return fail(".start_hour", format!("{} is outside [0, 24)", c.start_hour));
+            }
+            Ok(())
+        }
+        WorkloadConfig::Trace(t) => {
+            let p = if Path::new(&t.file).is_absolute() { Path::new(&t.file).to_path_buf() } else { base_dir.join(&t.file) };
+            if !p.exists() {
+                return fail(".file", format!("`{}` does not exist (paths are relative to the scenario file)", p.display()));
+            }
+            if let Some(s) = t.time_scale {
+                positive_rate(".time_scale", s)?;
+            }
+            if let Some(r) = t.rate {
+                positive_rate(".rate", r)?;
+            }
+            if t.max_requests == Some(0) {
+                return fail(".max_requests", "must be at least 1 (leave it out for no limit)");
             }
             Ok(())
         }

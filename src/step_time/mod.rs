@@ -71,6 +71,8 @@ pub enum StepTimeConfig {
     Table(TableConfig),
     /// Fixed time per step plus per-token terms; for tests and hand calculations.
     Linear(LinearConfig),
+    /// A calibration made by `servesim calibrate` (shipped `name:` or `file:`).
+    Calibration(crate::calibrate::CalibrationRef),
 }
 
 impl Default for StepTimeConfig {
@@ -148,6 +150,7 @@ impl StepTimeConfig {
                 }
                 Ok(Box::new(Linear::new(c)))
             }
+            StepTimeConfig::Calibration(r) => crate::calibrate::build(r, model, gpu, tp, base_dir),
         }
     }
 }

@@ -16,6 +16,8 @@ pub enum WorkloadConfig {
     Sessions(SessionsConfig),
     /// N engineers working in R repositories with long shared repository contexts.
     CodingAssistant(CodingAssistantConfig),
+    /// Replay a recorded or imported trace: its arrivals, lengths and prefix block hashes.
+    Trace(crate::trace::workload::TraceWorkloadConfig),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]

@@ -105,6 +105,7 @@ pub fn build(
         WorkloadConfig::Synthetic(c) => Box::new(SyntheticWorkload::new(c, streams, duration, base_dir)?),
         WorkloadConfig::Sessions(c) => Box::new(SessionsWorkload::new(c, streams, duration, base_dir)?),
         WorkloadConfig::CodingAssistant(c) => Box::new(CodingAssistantWorkload::new(c, streams, duration, base_dir)?),
+        WorkloadConfig::Trace(c) => Box::new(crate::trace::workload::TraceWorkload::new(c, streams, duration, base_dir)?),
     })
 }
 
@@ -158,6 +159,12 @@ pub fn describe(cfg: &WorkloadConfig) -> String {
             length::describe(&c.question),
             length::describe(&c.output),
             c.max_history_turns
+        ),
+        WorkloadConfig::Trace(c) => format!(
+            "trace replay: {}{}{}",
+            c.file,
+            c.format.map_or(String::new(), |f| format!(" ({})", f.as_str())),
+            c.time_scale.map_or(String::new(), |s| format!("; time x{}", fmt_num(s)))
         ),
     }
 }
