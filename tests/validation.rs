@@ -60,16 +60,26 @@ fn recorded_vllm_cpu_traces() {
         .collect();
     runs.sort();
     assert!(!runs.is_empty(), "{} holds no trace folders", dir.display());
-    let mut cs = vec![];
-    for r in &runs {
-        cs.extend(validate(r, Some("tiny-llama-cpu")));
+    // Each model size with its own calibration (fitted on that size's fit split).
+    for (prefix, calibration, limits) in
+        [("tiny-", "tiny-llama-cpu", VLLM_CPU_LIMITS), ("small-", "small-llama-cpu", SMALL_LIMITS)]
+    {
+        let mut cs = vec![];
+        for r in runs.iter().filter(|r| r.file_name().unwrap().to_string_lossy().starts_with(prefix)) {
+            cs.extend(validate(r, Some(calibration)));
+        }
+        assert!(!cs.is_empty(), "no {prefix}* runs in {}", dir.display());
+        check(&format!("vllm-cpu {calibration}"), &cs, limits);
     }
-    check("vllm-cpu", &cs, VLLM_CPU_LIMITS);
 }
 
 /// (statistic, median limit, worst limit), in % (pp for hit_rate).
 const VLLM_CPU_LIMITS: &[(&str, f64, f64)] =
     &[("tpot_mean", 25.0, 60.0), ("e2e_mean", 30.0, 120.0), ("ttft_p50", 60.0, 400.0), ("hit_rate", 3.0, 25.0)];
+
+/// The 100 M model's runs (light load only; see validation/README.md).
+const SMALL_LIMITS: &[(&str, f64, f64)] =
+    &[("tpot_mean", 12.0, 30.0), ("e2e_mean", 12.0, 30.0), ("ttft_p50", 12.0, 60.0), ("hit_rate", 1.0, 12.0)];
 
 #[test]
 fn llmservingsim_real_vllm_runs_from_profiles() {

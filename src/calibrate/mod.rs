@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 /// Calibrations shipped in the binary, addressable as `{kind: calibration, name: <name>}`.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("tiny-llama-cpu", include_str!("../../catalog/calibrations/tiny-llama-cpu.yaml")),
+    ("small-llama-cpu", include_str!("../../catalog/calibrations/small-llama-cpu.yaml")),
     ("rtx4090-llama-3.1-8b-profile", include_str!("../../catalog/calibrations/rtx4090-llama-3.1-8b-profile.yaml")),
     (
         "rtxpro6000-llama-3.1-8b-profile",
