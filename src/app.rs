@@ -124,7 +124,13 @@ pub fn scale_events_text(f: &crate::engine::FleetTotals) -> String {
     if f.events.is_empty() {
         return t;
     }
-    let _ = writeln!(t, "scale events  {} (replicas created {}, most live {})", f.events.len(), f.replicas_created, f.max_live);
+    let _ = writeln!(
+        t,
+        "scale events  {} (replicas created {}, most live {})",
+        f.events.len(),
+        f.replicas_created,
+        f.max_live
+    );
     for e in f.events.iter().take(40) {
         let s = e.time.as_secs_f64();
         let _ = writeln!(
@@ -166,8 +172,11 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     let sc = load(&a.scenario)?;
     let by_scaler = !a.autoscalers.is_empty();
     let (routers, results): (Vec<(String, ())>, Vec<Result<sim::SimOutput, sim::SimError>>) = if by_scaler {
-        let scalers: Vec<(String, crate::autoscaler::AutoscalerConfig)> =
-            a.autoscalers.iter().map(|name| Ok((name.clone(), autoscaler_by_name(&sc, name)?))).collect::<Result<_>>()?;
+        let scalers: Vec<(String, crate::autoscaler::AutoscalerConfig)> = a
+            .autoscalers
+            .iter()
+            .map(|name| Ok((name.clone(), autoscaler_by_name(&sc, name)?)))
+            .collect::<Result<_>>()?;
         let res = sim::simulate_autoscalers(&sc, &scalers);
         (scalers.into_iter().map(|(n, _)| (n, ())).collect(), res)
     } else {
@@ -182,7 +191,8 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     let mut any_failed = false;
     let mut outs = Vec::new();
     for ((name, _), res) in routers.iter().zip(results) {
-        let out = res.with_context(|| format!("simulating with {} {name}", if by_scaler { "autoscaler" } else { "router" }))?;
+        let out =
+            res.with_context(|| format!("simulating with {} {name}", if by_scaler { "autoscaler" } else { "router" }))?;
         fleet_rows.push((name.clone(), out.summary.gpu_hours.clone(), out.totals.fleet.clone()));
         if let Some(dir) = &a.out {
             let copy = scenario_copy(&a.scenario, if by_scaler { None } else { Some(name) })?;
@@ -228,8 +238,10 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
         print!("\n{stage_tables}");
     }
     if let Some(p) = &a.json {
-        let v: Vec<serde_json::Value> =
-            rows.iter().map(|(n, s)| serde_json::json!({(if by_scaler { "autoscaler" } else { "router" }): n, "summary": s})).collect();
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(n, s)| serde_json::json!({(if by_scaler { "autoscaler" } else { "router" }): n, "summary": s}))
+            .collect();
         metrics::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
     Ok(ExitCode::from(if any_failed { EXIT_CHECK_FAILED } else { EXIT_OK }))
@@ -316,8 +328,8 @@ fn cmd_report(a: ReportArgs) -> Result<ExitCode> {
         let html_path = a.html.clone().unwrap_or_else(|| a.dir.join("index.html"));
         let file = a.dir.join("plan.json");
         let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-        let rep: crate::plan::report::PlanReport =
-            serde_json::from_slice(&text).with_context(|| format!("{}: not a plan.json written by `servesim plan`", file.display()))?;
+        let rep: crate::plan::report::PlanReport = serde_json::from_slice(&text)
+            .with_context(|| format!("{}: not a plan.json written by `servesim plan`", file.display()))?;
         let page = report::plan::PlanPage::build(&rep);
         if let Some(p) = &a.context_json {
             metrics::write_atomic(p, serde_json::to_string_pretty(&page)?.as_bytes())?;

@@ -26,9 +26,9 @@ pub mod router;
 pub mod scenario;
 pub mod stages;
 pub mod step_time;
-pub mod validate;
 pub mod trace;
 pub mod units;
+pub mod validate;
 pub mod workload;
 
 pub mod sim;

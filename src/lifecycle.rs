@@ -135,7 +135,10 @@ impl LifecycleConfig {
         if self.gpus_per_node.is_some_and(|g| g < tp) {
             return Err((
                 "lifecycle.gpus_per_node".into(),
-                format!("{} GPUs per node cannot hold a replica of tensor_parallel_size {tp}", self.gpus_per_node.unwrap()),
+                format!(
+                    "{} GPUs per node cannot hold a replica of tensor_parallel_size {tp}",
+                    self.gpus_per_node.unwrap()
+                ),
             ));
         }
         Ok(Lifecycle {

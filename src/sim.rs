@@ -67,7 +67,11 @@ pub fn simulate_with_router(sc: &Scenario, router: &RouterConfig) -> Result<SimO
 }
 
 /// Simulates `sc` with `router` and `autoscaler` instead of the scenario's.
-pub fn simulate_with(sc: &Scenario, router: &RouterConfig, autoscaler: &AutoscalerConfig) -> Result<SimOutput, SimError> {
+pub fn simulate_with(
+    sc: &Scenario,
+    router: &RouterConfig,
+    autoscaler: &AutoscalerConfig,
+) -> Result<SimOutput, SimError> {
     let streams = RngStreams::new(sc.seed);
     let dir = base_dir(sc);
     let workload = crate::workload::build(&sc.workload, &streams, sc.duration, dir)

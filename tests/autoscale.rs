@@ -80,7 +80,10 @@ fn autoscaling_is_deterministic_across_thread_counts() {
         let g = &out.summary.gpu_hours;
         assert!((g.total - (g.serving + g.starting + g.draining + g.idle_node)).abs() < 1e-9, "{name}");
         if *name != "fixed" {
-            assert!(out.totals.fleet.events.iter().any(|e| e.to > e.from && e.reason != "crash"), "{name} never scaled up");
+            assert!(
+                out.totals.fleet.events.iter().any(|e| e.to > e.from && e.reason != "crash"),
+                "{name} never scaled up"
+            );
         }
     }
 }

@@ -21,14 +21,16 @@ fn repo() -> PathBuf {
 }
 
 fn shared_data() -> Option<PathBuf> {
-    let p = std::env::var_os("SERVESIM_SHARED_DATA").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/data"));
+    let p =
+        std::env::var_os("SERVESIM_SHARED_DATA").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/data"));
     p.is_dir().then_some(p)
 }
 
 fn validate(path: &Path, calibration: Option<&str>) -> Vec<Comparison> {
     let t = servesim::trace::load(path, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let opts = Options { scenario: None, calibration: calibration.map(str::to_string), sets: vec![] };
-    let (v, _) = validate_trace(&t, &opts, &Tolerances::default()).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+    let (v, _) =
+        validate_trace(&t, &opts, &Tolerances::default()).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
     v.into_iter().map(|v| v.comparison).collect()
 }
 
@@ -40,7 +42,10 @@ fn check(label: &str, cs: &[Comparison], limits: &[(&str, f64, f64)]) {
         let a = agg.iter().find(|a| a.stat == *stat).unwrap_or_else(|| panic!("{label}: no `{stat}` compared"));
         eprintln!("{label}: {stat} median {:.1}{u} worst {:.1}{u} ({})", a.median, a.worst, a.worst_run, u = a.unit);
         if a.median > *med || a.worst > *worst {
-            bad.push(format!("{stat}: median {:.1} (limit {med}), worst {:.1} (limit {worst}, {})", a.median, a.worst, a.worst_run));
+            bad.push(format!(
+                "{stat}: median {:.1} (limit {med}), worst {:.1} (limit {worst}, {})",
+                a.median, a.worst, a.worst_run
+            ));
         }
     }
     assert!(bad.is_empty(), "{label}: fidelity regressed:\n{}", bad.join("\n"));
@@ -50,7 +55,10 @@ fn check(label: &str, cs: &[Comparison], limits: &[(&str, f64, f64)]) {
 fn recorded_vllm_cpu_traces() {
     let dir = repo().join("validation/traces");
     if !dir.is_dir() {
-        eprintln!("SKIPPED recorded_vllm_cpu_traces: {} is absent (no recorded traces in this checkout)", dir.display());
+        eprintln!(
+            "SKIPPED recorded_vllm_cpu_traces: {} is absent (no recorded traces in this checkout)",
+            dir.display()
+        );
         return;
     }
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -84,7 +92,9 @@ const SMALL_LIMITS: &[(&str, f64, f64)] =
 #[test]
 fn llmservingsim_real_vllm_runs_from_profiles() {
     let Some(data) = shared_data() else {
-        eprintln!("SKIPPED llmservingsim_real_vllm_runs_from_profiles: ../shared/data not found (set SERVESIM_SHARED_DATA)");
+        eprintln!(
+            "SKIPPED llmservingsim_real_vllm_runs_from_profiles: ../shared/data not found (set SERVESIM_SHARED_DATA)"
+        );
         return;
     };
     let base = data.join("llmservingsim_vllm_bench");
@@ -92,4 +102,5 @@ fn llmservingsim_real_vllm_runs_from_profiles() {
     check("llmservingsim", &cs, LLMSERVINGSIM_LIMITS);
 }
 
-const LLMSERVINGSIM_LIMITS: &[(&str, f64, f64)] = &[("tpot_mean", 6.0, 6.0), ("e2e_mean", 6.0, 6.0), ("ttft_mean", 8.0, 8.0)];
+const LLMSERVINGSIM_LIMITS: &[(&str, f64, f64)] =
+    &[("tpot_mean", 6.0, 6.0), ("e2e_mean", 6.0, 6.0), ("ttft_mean", 8.0, 8.0)];

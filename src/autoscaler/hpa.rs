@@ -4,9 +4,7 @@
 //! over metrics, then `behavior`: stabilization windows over past recommendations and rate
 //! policies over past scale events, then min/max.
 
-use super::{
-    Autoscaler, AutoscalerError, ClusterView, Decision, PodState, PoolSignals, Quantity, Signal, invalid,
-};
+use super::{Autoscaler, AutoscalerError, ClusterView, Decision, PodState, PoolSignals, Quantity, Signal, invalid};
 use crate::units::{NANOS_PER_SEC, SimDuration, SimTime};
 use crate::workload::config::DurationStr;
 use schemars::JsonSchema;
@@ -391,7 +389,8 @@ impl HpaCore {
         if current < self.min {
             return (self.min, signal, "below minReplicas");
         }
-        let raw = self.metrics.iter().map(|m| self.proposal(m, view)).max().map_or(extra.max(current), |m| m.max(extra));
+        let raw =
+            self.metrics.iter().map(|m| self.proposal(m, view)).max().map_or(extra.max(current), |m| m.max(extra));
         let (d, why) = self.normalize(now, current, raw);
         (d, signal, why)
     }
@@ -409,11 +408,7 @@ impl HpaCore {
         let keep = now.as_nanos() as i128 - self.longest_period().as_nanos() as i128;
         self.up_events.retain(|e| e.0.as_nanos() as i128 > keep);
         self.down_events.retain(|e| e.0.as_nanos() as i128 > keep);
-        let why = if why.is_empty() {
-            if stabilized != raw { "stabilization window" } else { "metrics" }
-        } else {
-            why
-        };
+        let why = if why.is_empty() { if stabilized != raw { "stabilization window" } else { "metrics" } } else { why };
         (d, why)
     }
 

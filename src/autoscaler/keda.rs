@@ -5,7 +5,9 @@
 
 use super::hpa::{self, HpaCore, Metric, TargetType};
 use super::scheduled::{parse_cron, window_active};
-use super::{Autoscaler, AutoscalerCtx, AutoscalerError, BehaviorConfig, ClusterView, Decision, Query, Quantity, invalid};
+use super::{
+    Autoscaler, AutoscalerCtx, AutoscalerError, BehaviorConfig, ClusterView, Decision, Quantity, Query, invalid,
+};
 use crate::units::{NANOS_PER_SEC, SimDuration, SimTime};
 use crate::workload::config::DurationStr;
 use schemars::JsonSchema;
@@ -106,9 +108,12 @@ pub fn llmd_epp_queue() -> KedaConfig {
     let trig = |q: &str, t: &str| Trigger {
         kind: TriggerType::Prometheus,
         metric_type: Some(TargetType::AverageValue),
-        metadata: [("query".to_string(), Quantityish::Text(q.into())), ("threshold".into(), Quantityish::Text(t.into()))]
-            .into_iter()
-            .collect(),
+        metadata: [
+            ("query".to_string(), Quantityish::Text(q.into())),
+            ("threshold".into(), Quantityish::Text(t.into())),
+        ]
+        .into_iter()
+        .collect(),
     };
     KedaConfig {
         polling_interval: 15,
@@ -166,7 +171,8 @@ impl Keda {
             for k in t.metadata.keys() {
                 let ok = match t.kind {
                     TriggerType::Prometheus => {
-                        ["query", "threshold", "activationThreshold", "serverAddress", "namespace"].contains(&k.as_str())
+                        ["query", "threshold", "activationThreshold", "serverAddress", "namespace"]
+                            .contains(&k.as_str())
                     }
                     TriggerType::Cron => ["timezone", "start", "end", "desiredReplicas"].contains(&k.as_str()),
                 };
@@ -199,30 +205,40 @@ impl Keda {
                         TargetType::AverageValue => {
                             Metric::ExternalAverage { signal: query.signal, target: threshold, mean: query.mean }
                         }
-                        TargetType::Value => Metric::ExternalValue { signal: query.signal, target: threshold, mean: query.mean },
+                        TargetType::Value => {
+                            Metric::ExternalValue { signal: query.signal, target: threshold, mean: query.mean }
+                        }
                     });
                     triggers.push(Resolved::Prom { query, activation });
                 }
                 TriggerType::Cron => {
                     let need = |k: &str| {
-                        get(k).ok_or_else(|| AutoscalerError::Invalid { field: f(k), msg: "required for a cron trigger".into() })
+                        get(k).ok_or_else(|| AutoscalerError::Invalid {
+                            field: f(k),
+                            msg: "required for a cron trigger".into(),
+                        })
                     };
-                    let start_s = parse_cron(&need("start")?).map_err(|msg| AutoscalerError::Invalid { field: f("start"), msg })?;
-                    let end_s = parse_cron(&need("end")?).map_err(|msg| AutoscalerError::Invalid { field: f("end"), msg })?;
-                    let desired = need("desiredReplicas")?.trim().parse::<u32>().map_err(|_| AutoscalerError::Invalid {
-                        field: f("desiredReplicas"),
-                        msg: "must be a whole number of replicas".into(),
-                    })?;
+                    let start_s = parse_cron(&need("start")?)
+                        .map_err(|msg| AutoscalerError::Invalid { field: f("start"), msg })?;
+                    let end_s =
+                        parse_cron(&need("end")?).map_err(|msg| AutoscalerError::Invalid { field: f("end"), msg })?;
+                    let desired =
+                        need("desiredReplicas")?.trim().parse::<u32>().map_err(|_| AutoscalerError::Invalid {
+                            field: f("desiredReplicas"),
+                            msg: "must be a whole number of replicas".into(),
+                        })?;
                     triggers.push(Resolved::Cron { start_s, end_s, desired });
                 }
             }
         }
-        let behavior = c.advanced.as_ref().and_then(|a| a.horizontal_pod_autoscaler_config.as_ref()).and_then(|h| h.behavior.as_ref());
-        let (up, down) = hpa::resolve_behavior(behavior)
-            .map_err(|AutoscalerError::Invalid { field, msg }| AutoscalerError::Invalid {
-                field: format!("advanced.horizontalPodAutoscalerConfig.{field}"),
-                msg,
-            })?;
+        let behavior = c
+            .advanced
+            .as_ref()
+            .and_then(|a| a.horizontal_pod_autoscaler_config.as_ref())
+            .and_then(|h| h.behavior.as_ref());
+        let (up, down) = hpa::resolve_behavior(behavior).map_err(|AutoscalerError::Invalid { field, msg }| {
+            AutoscalerError::Invalid { field: format!("advanced.horizontalPodAutoscalerConfig.{field}"), msg }
+        })?;
         let hpa_min = c.min_replica_count.max(1);
         Ok(Keda {
             core: HpaCore::new(hpa_min, c.max_replica_count, metrics, up, down, hpa::DEFAULT_TOLERANCE),

@@ -11,9 +11,9 @@
 pub mod hpa;
 pub mod keda;
 pub mod scheduled;
-pub mod wva;
 #[cfg(test)]
 mod tests;
+pub mod wva;
 
 pub use hpa::{BehaviorConfig, HpaConfig, HpaCore, MetricSpec, ScalingRules};
 pub use keda::KedaConfig;
@@ -166,7 +166,11 @@ impl Signal {
     pub fn mean(self, s: &PoolSignals) -> f64 {
         match self {
             Signal::Waiting | Signal::Running | Signal::KvUsage => {
-                if s.pods == 0 { 0.0 } else { self.total(s) / s.pods as f64 }
+                if s.pods == 0 {
+                    0.0
+                } else {
+                    self.total(s) / s.pods as f64
+                }
             }
             _ => self.total(s),
         }
@@ -189,7 +193,8 @@ impl Query {
             _ => ("sum", t),
         };
         let name = inner.split('{').next().unwrap_or("").trim();
-        let signal = Signal::parse(name).ok_or_else(|| format!("unknown metric `{name}` in query `{q}`; known: {SIGNAL_NAMES}"))?;
+        let signal = Signal::parse(name)
+            .ok_or_else(|| format!("unknown metric `{name}` in query `{q}`; known: {SIGNAL_NAMES}"))?;
         let mean = match agg {
             "sum" => false,
             "avg" => true,
@@ -243,7 +248,11 @@ impl<'de> Deserialize<'de> for Quantity {
                 Quantity::parse(v).map(Quantity).map_err(E::custom)
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Quantity, E> {
-                if v.is_finite() && v >= 0.0 { Ok(Quantity(v)) } else { Err(E::custom("a quantity must be non-negative")) }
+                if v.is_finite() && v >= 0.0 {
+                    Ok(Quantity(v))
+                } else {
+                    Err(E::custom("a quantity must be non-negative"))
+                }
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Quantity, E> {
                 Ok(Quantity(v as f64))
@@ -360,7 +369,9 @@ impl AutoscalerConfig {
             AutoscalerConfig::Fixed => None,
             AutoscalerConfig::Hpa(c) => Some(c.min_replicas),
             AutoscalerConfig::Keda(c) => Some(c.min_replica_count),
-            AutoscalerConfig::Scheduled(c) => Some(c.schedule.iter().map(|w| w.replicas).min().unwrap_or(c.replicas).min(c.replicas)),
+            AutoscalerConfig::Scheduled(c) => {
+                Some(c.schedule.iter().map(|w| w.replicas).min().unwrap_or(c.replicas).min(c.replicas))
+            }
             AutoscalerConfig::Wva(c) => Some(c.min_replicas),
             AutoscalerConfig::Preset(p) => self.expand_preset(p).ok().and_then(|c| c.min_replicas()),
         }

@@ -60,8 +60,10 @@ impl Scheduled {
     pub fn new(c: &ScheduledConfig, ctx: &AutoscalerCtx) -> Result<Self, AutoscalerError> {
         let mut windows = Vec::new();
         for (i, w) in c.schedule.iter().enumerate() {
-            let s = parse_cron(&w.start).map_err(|msg| AutoscalerError::Invalid { field: format!("schedule[{i}].start"), msg })?;
-            let e = parse_cron(&w.end).map_err(|msg| AutoscalerError::Invalid { field: format!("schedule[{i}].end"), msg })?;
+            let s = parse_cron(&w.start)
+                .map_err(|msg| AutoscalerError::Invalid { field: format!("schedule[{i}].start"), msg })?;
+            let e = parse_cron(&w.end)
+                .map_err(|msg| AutoscalerError::Invalid { field: format!("schedule[{i}].end"), msg })?;
             windows.push((s, e, w.replicas));
         }
         if c.replicas == 0 && windows.iter().all(|w| w.2 == 0) {

@@ -244,6 +244,7 @@ fn queries_and_quantities_parse() {
     .unwrap();
     assert!(matches!(a, AutoscalerConfig::Hpa(_)));
     assert!(a.build(&AutoscalerCtx::default()).unwrap().is_some());
-    let bad: Result<AutoscalerConfig, _> = serde_saphyr::from_str("kind: hpa\nmaxReplicas: 4\nmetrics: []\nminReplica: 1\n");
+    let bad: Result<AutoscalerConfig, _> =
+        serde_saphyr::from_str("kind: hpa\nmaxReplicas: 4\nmetrics: []\nminReplica: 1\n");
     assert!(bad.is_err());
 }

@@ -190,4 +190,3 @@ impl Autoscaler for Wva {
         Decision { desired: d, signal, reason: if d == raw { why } else { how } }
     }
 }
-

@@ -2,8 +2,8 @@
 //! (by simulation) or offline profiles.
 
 use super::{CalibratedModel, CalibrationFile, FitQuality, ScaledModel, fit_steps, round3};
-use crate::validate::reconstruct::{self, Options};
 use crate::validate::RunView;
+use crate::validate::reconstruct::{self, Options};
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,7 +51,10 @@ pub struct CalibrateArgs {
 
 fn name_of(a: &CalibrateArgs) -> String {
     a.name.clone().unwrap_or_else(|| {
-        a.out.file_stem().map(|s| s.to_string_lossy().trim_end_matches(".yaml").to_string()).unwrap_or("calibration".into())
+        a.out
+            .file_stem()
+            .map(|s| s.to_string_lossy().trim_end_matches(".yaml").to_string())
+            .unwrap_or("calibration".into())
     })
 }
 
@@ -64,11 +67,14 @@ pub fn cmd_calibrate(a: CalibrateArgs) -> Result<ExitCode> {
             None => {
                 let d = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 crate::trace::formats::catalog_model(d.split_once('_').map_or(&d[..], |x| x.1))
-                    .with_context(|| format!("{}: cannot tell the model from the folder name; give --model", dir.display()))?
+                    .with_context(|| {
+                        format!("{}: cannot tell the model from the folder name; give --model", dir.display())
+                    })?
                     .to_string()
             }
         };
-        let model = crate::catalog::model(&model_id).with_context(|| format!("model `{model_id}` is not in the catalog"))?;
+        let model =
+            crate::catalog::model(&model_id).with_context(|| format!("model `{model_id}` is not in the catalog"))?;
         super::profiles::from_llmservingsim(dir, a.tp, model.layers, a.max_tokens, a.max_seqs, &name)
             .map_err(|e| anyhow::anyhow!(e))?
     } else if let Some(dir) = &a.aiconfigurator {
@@ -85,7 +91,8 @@ pub fn cmd_calibrate(a: CalibrateArgs) -> Result<ExitCode> {
         let fit = load(&a.from)?;
         let test = load(&a.test)?;
         if fit.iter().all(|t| !t.steps.is_empty()) {
-            let rows = |ts: &[crate::trace::Trace]| ts.iter().map(|t| (t.name.clone(), t.steps.clone())).collect::<Vec<_>>();
+            let rows =
+                |ts: &[crate::trace::Trace]| ts.iter().map(|t| (t.name.clone(), t.steps.clone())).collect::<Vec<_>>();
             let mut cal = fit_steps(
                 &name,
                 &rows(&fit),
@@ -116,7 +123,8 @@ pub fn cmd_calibrate(a: CalibrateArgs) -> Result<ExitCode> {
         q.rows,
         q.mape_pct,
         q.median_ape_pct,
-        q.test_mape_pct.map_or(String::new(), |t| format!(", held-out MAPE {t:.2} % on {} rows", q.test_rows.unwrap_or(0))),
+        q.test_mape_pct
+            .map_or(String::new(), |t| format!(", held-out MAPE {t:.2} % on {} rows", q.test_rows.unwrap_or(0))),
         a.out.display()
     );
     Ok(ExitCode::from(crate::app::EXIT_OK))
@@ -173,7 +181,10 @@ fn scaled(base: &crate::step_time::StepTimeConfig, factor: f64) -> crate::step_t
         fit: None,
     };
     let _ = std::fs::write(&f, cal.to_yaml());
-    crate::step_time::StepTimeConfig::Calibration(super::CalibrationRef { name: None, file: Some(f.to_string_lossy().into_owned()) })
+    crate::step_time::StepTimeConfig::Calibration(super::CalibrationRef {
+        name: None,
+        file: Some(f.to_string_lossy().into_owned()),
+    })
 }
 
 /// Golden-section search of ln(factor) in [ln 0.1, ln 10] on the fit traces.
@@ -187,7 +198,12 @@ fn fit_by_simulation(
     let cases = |ts: &[crate::trace::Trace]| -> Result<Vec<reconstruct::Case>> {
         let mut v = Vec::new();
         for t in ts {
-            v.extend(reconstruct::cases(t, &opts).map_err(|e| anyhow::anyhow!(e))?.into_iter().filter(|c| c.window.is_none()));
+            v.extend(
+                reconstruct::cases(t, &opts)
+                    .map_err(|e| anyhow::anyhow!(e))?
+                    .into_iter()
+                    .filter(|c| c.window.is_none()),
+            );
         }
         Ok(v)
     };

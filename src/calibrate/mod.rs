@@ -146,8 +146,11 @@ pub fn load_ref(r: &CalibrationRef, base_dir: &Path) -> Result<(CalibrationFile,
         }
         _ => return Err(invalid("give exactly one of `name:` (shipped calibration) or `file:`".into())),
     };
-    let cal: CalibrationFile = serde_saphyr::from_str(&text)
-        .map_err(|e| StepTimeError::Table { file: path.clone(), line: 0, msg: e.to_string() })?;
+    let cal: CalibrationFile = serde_saphyr::from_str(&text).map_err(|e| StepTimeError::Table {
+        file: path.clone(),
+        line: 0,
+        msg: e.to_string(),
+    })?;
     Ok((cal, path))
 }
 
@@ -181,14 +184,20 @@ pub fn build_model(
                 ("per_prefill_attention_ns", c.per_prefill_attention_ns),
             ] {
                 if !(v.is_finite() && v >= 0.0) {
-                    return Err(StepTimeError::InvalidConfig { field, msg: format!("must be finite and ≥ 0, got {v}") });
+                    return Err(StepTimeError::InvalidConfig {
+                        field,
+                        msg: format!("must be finite and ≥ 0, got {v}"),
+                    });
                 }
             }
             Ok(Box::new(Parametric { c: c.clone(), name: format!("calibration({name})") }))
         }
         CalibratedModel::Scaled(s) => {
             if !(s.factor.is_finite() && s.factor > 0.0) {
-                return Err(StepTimeError::InvalidConfig { field: "factor", msg: format!("must be > 0, got {}", s.factor) });
+                return Err(StepTimeError::InvalidConfig {
+                    field: "factor",
+                    msg: format!("must be > 0, got {}", s.factor),
+                });
             }
             let inner = s.base.build(model, gpu, tp, base_dir)?;
             Ok(Box::new(Scaled { inner, factor: s.factor, name: format!("calibration({name})") }))
@@ -213,7 +222,12 @@ impl Parametric {
 
 impl StepTimeModel for Parametric {
     fn step_time(&self, b: &BatchShape) -> SimDuration {
-        let f = features(b.prefill_tokens as f64, b.prefill_seqs as f64, b.decode_seqs as f64, (b.prefill_context + b.decode_context) as f64);
+        let f = features(
+            b.prefill_tokens as f64,
+            b.prefill_seqs as f64,
+            b.decode_seqs as f64,
+            (b.prefill_context + b.decode_context) as f64,
+        );
         SimDuration((self.step_us(&f) * 1e3).round().max(1.0) as u64)
     }
     fn name(&self) -> &str {
@@ -379,7 +393,10 @@ pub fn fit_steps(
 ) -> Result<CalibrationFile, String> {
     let samples: Vec<([f64; NF], f64)> = fit.iter().flat_map(|(_, s)| s.iter().map(step_sample)).collect();
     let c = fit_samples(&samples).ok_or_else(|| {
-        format!("cannot fit: {} usable step rows (need at least {NF} with duration > 0 and varied shapes)", samples.len())
+        format!(
+            "cannot fit: {} usable step rows (need at least {NF} with duration > 0 and varied shapes)",
+            samples.len()
+        )
     })?;
     let (mape, med) = errors(&c, &samples);
     let test_samples: Vec<([f64; NF], f64)> = test.iter().flat_map(|(_, s)| s.iter().map(step_sample)).collect();

@@ -60,9 +60,8 @@ fn num(path: &Path, s: &str) -> Result<f64, String> {
 impl LayerProfile {
     /// Reads `<dir>/{dense,per_sequence,attention}.csv[.gz]` (a `tpN` folder).
     pub fn load(dir: &Path, layers: u32) -> Result<Self, String> {
-        let f = |n: &str| {
-            crate::trace::find_file(dir, n).ok_or_else(|| format!("{}: no {n} (or {n}.gz)", dir.display()))
-        };
+        let f =
+            |n: &str| crate::trace::find_file(dir, n).ok_or_else(|| format!("{}: no {n} (or {n}.gz)", dir.display()));
         let mut p = LayerProfile {
             dense: BTreeMap::new(),
             per_seq: BTreeMap::new(),
@@ -299,8 +298,13 @@ pub fn from_aiconfigurator(
 ) -> Result<CalibrationFile, String> {
     let g = GemmTable::load(dir)?;
     let tpf = tp.max(1) as f64;
-    let (h, hd, q, kv, inter) =
-        (model.hidden as f64, model.head_dim as f64, model.q_heads as f64, model.kv_heads as f64, model.intermediate as f64);
+    let (h, hd, q, kv, inter) = (
+        model.hidden as f64,
+        model.head_dim as f64,
+        model.q_heads as f64,
+        model.kv_heads as f64,
+        model.intermediate as f64,
+    );
     let roof = crate::step_time::Roofline::new(model, gpu, tp, &Default::default()).map_err(|e| e.to_string())?;
     let layers = model.layers as f64;
     let step = |prefill: u32, chunks: u32, prefix: u32, nd: u32, kvlen: u32| -> f64 {

@@ -29,7 +29,13 @@ fn parametric_model_predicts_in_ns_and_round_trips_yaml() {
         per_prefill_attention_ns: 1.0,
     };
     let m = Parametric::new(c.clone());
-    let b = BatchShape { prefill_tokens: 100, prefill_seqs: 1, decode_seqs: 4, prefill_context: 1000, decode_context: 3000 };
+    let b = BatchShape {
+        prefill_tokens: 100,
+        prefill_seqs: 1,
+        decode_seqs: 4,
+        prefill_context: 1000,
+        decode_context: 3000,
+    };
     // 1000 + 1000 + 200 + 8 + 5 (100²/2 · 1 ns) µs
     assert_eq!(m.step_time(&b).as_nanos(), 2_213_000);
     let cal = CalibrationFile {
@@ -63,7 +69,8 @@ fn shipped_calibrations_load_and_bad_refs_explain() {
         assert_eq!(&cal.name, n);
         assert!(!cal.provenance.is_empty() && !cal.fitted_on.is_empty(), "{n}: provenance and fit data are stated");
     }
-    let e = load_ref(&CalibrationRef { name: Some("nope".into()), file: None }, Path::new(".")).unwrap_err().to_string();
+    let e =
+        load_ref(&CalibrationRef { name: Some("nope".into()), file: None }, Path::new(".")).unwrap_err().to_string();
     assert!(e.contains("no shipped calibration `nope`") && e.contains("tiny-llama-cpu"), "{e}");
     let e = load_ref(&CalibrationRef::default(), Path::new(".")).unwrap_err().to_string();
     assert!(e.contains("exactly one"), "{e}");

@@ -39,19 +39,36 @@ pub struct FleetSetup<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FleetEv {
     /// Replica enters `phase`.
-    Phase { replica: u32, phase: Phase },
-    DrainDeadline { replica: u32 },
+    Phase {
+        replica: u32,
+        phase: Phase,
+    },
+    DrainDeadline {
+        replica: u32,
+    },
     /// The autoscaler's metrics are sampled.
     Sample,
     /// The autoscaler decides.
     Eval,
     /// Fault `index` of the scenario's list starts.
-    Fault { index: u32 },
-    SlowEnd { replica: u32 },
+    Fault {
+        index: u32,
+    },
+    SlowEnd {
+        replica: u32,
+    },
     /// An MTBF crash, valid while the replica's `crash_gen` matches.
-    Crash { replica: u32, generation: u32 },
-    Retry { idx: u32 },
-    NodeRelease { node: u32, generation: u32 },
+    Crash {
+        replica: u32,
+        generation: u32,
+    },
+    Retry {
+        idx: u32,
+    },
+    NodeRelease {
+        node: u32,
+        generation: u32,
+    },
 }
 
 /// Per-replica lifecycle state.
@@ -199,7 +216,9 @@ impl<'a> Simulation<'a> {
             match fc {
                 FaultConfig::CrashMtbf(c) => f.mtbf = Some(c.mtbf.0),
                 FaultConfig::NeverReady(n) => f.never_ready.push(SimTime::ZERO + n.at.0),
-                FaultConfig::Crash(c) => self.queue.push(SimTime::ZERO + c.at.0, Event::Fleet(FleetEv::Fault { index: i as u32 })),
+                FaultConfig::Crash(c) => {
+                    self.queue.push(SimTime::ZERO + c.at.0, Event::Fleet(FleetEv::Fault { index: i as u32 }))
+                }
                 FaultConfig::RollingUpdate(c) => {
                     self.queue.push(SimTime::ZERO + c.at.0, Event::Fleet(FleetEv::Fault { index: i as u32 }))
                 }
@@ -263,7 +282,13 @@ impl<'a> Simulation<'a> {
             Some(n) => n,
             None => {
                 let wait = if provision { self.fleet.life.node_provisioning } else { SimDuration::ZERO };
-                self.fleet.nodes.push(Node { created: now, ready_at: now + wait, used: 0, ended: None, release_gen: 0 });
+                self.fleet.nodes.push(Node {
+                    created: now,
+                    ready_at: now + wait,
+                    used: 0,
+                    ended: None,
+                    release_gen: 0,
+                });
                 self.fleet.nodes.len() - 1
             }
         };
@@ -648,7 +673,11 @@ impl<'a> Simulation<'a> {
         let Some(s) = self.fleet.scaler.as_ref() else { return };
         let next = s.next_eval(self.now, self.fleet.desired);
         let d = s.metric_delay();
-        let at = if next.as_nanos() >= self.now.as_nanos() + d.as_nanos() { SimTime(next.as_nanos() - d.as_nanos()) } else { self.now };
+        let at = if next.as_nanos() >= self.now.as_nanos() + d.as_nanos() {
+            SimTime(next.as_nanos() - d.as_nanos())
+        } else {
+            self.now
+        };
         self.queue.push(at, Event::Fleet(FleetEv::Sample));
     }
 
@@ -695,9 +724,9 @@ impl<'a> Simulation<'a> {
                 .filter(|(_, r)| r.life.live())
                 .map(|(i, r)| match r.life.phase {
                     Phase::Provisioning | Phase::ImagePull => PodState::Pending,
-                    Phase::Ready => PodState::Ready(
-                        self.fleet.snapshot.0.iter().find(|p| p.0 == i as u32).map(|p| p.1),
-                    ),
+                    Phase::Ready => {
+                        PodState::Ready(self.fleet.snapshot.0.iter().find(|p| p.0 == i as u32).map(|p| p.1))
+                    }
                     _ => PodState::Starting,
                 })
                 .collect(),

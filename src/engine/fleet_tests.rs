@@ -3,9 +3,9 @@
 
 use super::super::tests::{VecWorkload, params, req};
 use super::*;
-use crate::engine::{EngineParams, RunTotals};
 use crate::autoscaler::{AutoscalerConfig, AutoscalerCtx, Decision};
 use crate::content::ChainArena;
+use crate::engine::{EngineParams, RunTotals};
 use crate::faults::{CrashAt, RetryPolicy};
 use crate::metrics::{Recorder, RequestRecord};
 use crate::router::RouterConfig;
@@ -58,8 +58,9 @@ fn run_fleet(
     let mut rec = Recorder::new();
     let totals = {
         let wl = Box::new(VecWorkload { reqs: reqs.into(), arena: ChainArena::new() });
-        let sim = Simulation::new(p, wl, router.build(&Default::default()).unwrap(), &model, &mut rec, &RngStreams::new(1))
-            .with_fleet(setup);
+        let sim =
+            Simulation::new(p, wl, router.build(&Default::default()).unwrap(), &model, &mut rec, &RngStreams::new(1))
+                .with_fleet(setup);
         sim.run()
     };
     let mut recs = rec.records.clone();
@@ -190,13 +191,19 @@ fn a_crash_loses_no_request_from_the_accounting() {
 #[test]
 fn gpu_hours_over_a_day_match_hand_computation() {
     // Scheduled: 1 replica, 3 from 08:00 to 18:00; new replicas need 100 s; TP 2.
-    let cfg: AutoscalerConfig =
-        serde_saphyr::from_str("kind: scheduled\nreplicas: 1\nschedule: [{start: '08:00', end: '18:00', replicas: 3}]\n")
-            .unwrap();
+    let cfg: AutoscalerConfig = serde_saphyr::from_str(
+        "kind: scheduled\nreplicas: 1\nschedule: [{start: '08:00', end: '18:00', replicas: 3}]\n",
+    )
+    .unwrap();
     let mk = |gpn: Option<u32>| {
         let mut l = life(0, 0, 0, 100, 0);
         l.gpus_per_node = gpn;
-        FleetSetup { lifecycle: l, tp: 2, autoscaler: cfg.build(&AutoscalerCtx::default()).unwrap(), faults: Default::default() }
+        FleetSetup {
+            lifecycle: l,
+            tp: 2,
+            autoscaler: cfg.build(&AutoscalerCtx::default()).unwrap(),
+            faults: Default::default(),
+        }
     };
     // One short request at 23:59 keeps the day going; it ends 10 ms later (one step).
     let reqs = vec![req(0, 86_340_000, 1, 16, 1)];

@@ -154,11 +154,8 @@ pub fn cmd_live_bench(a: LiveBenchArgs) -> Result<ExitCode> {
     let rt = super::runtime_with(priority)?;
     // The in-process mock runs on separate threads at normal priority, so its work is not
     // counted as the client's and does not sit in the client's task queues.
-    let mock_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name(MOCK_THREAD)
-        .build()?;
+    let mock_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name(MOCK_THREAD).build()?;
     let mock = match &a.endpoint {
         Some(_) => None,
         None => Some(mock_rt.block_on(super::mock::MockServer::start(super::mock::MockConfig {

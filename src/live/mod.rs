@@ -282,7 +282,8 @@ pub fn cpu_seconds_by_thread() -> Vec<(String, f64)> {
         let name = stat[a + 1..b].to_string();
         let f: Vec<&str> = stat[b + 1..].split_whitespace().collect();
         // Fields after the name: state(0) … utime(11) stime(12).
-        let (Some(u), Some(s)) = (f.get(11).and_then(|x| x.parse::<f64>().ok()), f.get(12).and_then(|x| x.parse::<f64>().ok()))
+        let (Some(u), Some(s)) =
+            (f.get(11).and_then(|x| x.parse::<f64>().ok()), f.get(12).and_then(|x| x.parse::<f64>().ok()))
         else {
             continue;
         };

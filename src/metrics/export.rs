@@ -326,8 +326,15 @@ pub fn render_timeseries_csv(rows: &[TickRow]) -> Vec<u8> {
 
 /// Columns appended to every `timeseries.csv` row of a simulated run: the row's replica phase,
 /// then fleet-wide values at that tick (repeated on each of the tick's rows).
-pub const FLEET_COLUMNS: [&str; 7] =
-    ["phase", "replicas_ready", "replicas_starting", "replicas_draining", "desired_replicas", "scaler_signal", "gateway_queue"];
+pub const FLEET_COLUMNS: [&str; 7] = [
+    "phase",
+    "replicas_ready",
+    "replicas_starting",
+    "replicas_draining",
+    "desired_replicas",
+    "scaler_signal",
+    "gateway_queue",
+];
 
 /// `timeseries.csv` of a recorder: [`render_timeseries_csv`], plus [`FLEET_COLUMNS`] when the
 /// recorder holds fleet ticks.

@@ -24,8 +24,8 @@ pub use export::{
 pub use record::{Outcome, RecordError, RequestRecord};
 pub use recorder::{ItlSamples, Recorder, ReplicaSteps, TickRow};
 pub use summary::{
-    GpuHours, GpuSeconds, PriceInfo, ReplicaSummary, ReplicaTotals, RequestCounts, RunMeta, RunTotals, SkuHours, SloCheck,
-    SloPopulation, SloReport, Stats, Summary, Throughput, evaluate_records_slo, evaluate_slo, percentile,
+    GpuHours, GpuSeconds, PriceInfo, ReplicaSummary, ReplicaTotals, RequestCounts, RunMeta, RunTotals, SkuHours,
+    SloCheck, SloPopulation, SloReport, Stats, Summary, Throughput, evaluate_records_slo, evaluate_slo, percentile,
     weighted_percentile,
 };
 

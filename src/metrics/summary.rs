@@ -369,7 +369,8 @@ impl Summary {
         let records = &recorder.records;
         let sim_s = meta.simulated.as_secs_f64();
 
-        let mut counts = RequestCounts { submitted: records.len() as u64, retried: totals.retried, ..Default::default() };
+        let mut counts =
+            RequestCounts { submitted: records.len() as u64, retried: totals.retried, ..Default::default() };
         let (mut ttft, mut tpot, mut e2e, mut queue) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut in_tok, mut out_tok) = (0u64, 0u64);
         for r in records {
@@ -404,10 +405,10 @@ impl Summary {
 
         let per_replica = per_replica_summaries(meta, totals, recorder);
 
-        let gs = totals.gpu_seconds.clone().unwrap_or(GpuSeconds {
-            serving: meta.gpu_count as f64 * sim_s,
-            ..Default::default()
-        });
+        let gs = totals
+            .gpu_seconds
+            .clone()
+            .unwrap_or(GpuSeconds { serving: meta.gpu_count as f64 * sim_s, ..Default::default() });
         let h = |x: f64| x / 3600.0;
         let replica_s = gs.starting + gs.serving + gs.draining;
         let idle_s = gs.node.map_or(0.0, |n| (n - replica_s).max(0.0));

@@ -171,7 +171,10 @@ fn handmade_totals() -> RunTotals {
 fn summary_counts_throughput_hit_rate_cost() {
     let mut r = Recorder::from_records(handmade_records());
     let s = Summary::build(&handmade_meta(SloFile::default()), &handmade_totals(), &mut r);
-    assert_eq!(s.requests, RequestCounts { submitted: 4, completed: 2, rejected: 1, failed: 0, in_flight: 1, retried: 0 });
+    assert_eq!(
+        s.requests,
+        RequestCounts { submitted: 4, completed: 2, rejected: 1, failed: 0, in_flight: 1, retried: 0 }
+    );
     assert_eq!(s.simulated_seconds, 10.0);
     assert_eq!(s.throughput.requests_per_s, Some(0.2));
     assert_eq!(s.throughput.input_tokens_per_s, Some(40.0));

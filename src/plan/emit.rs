@@ -271,10 +271,17 @@ impl AutoscalerEmit {
                 value: 100,
                 period_seconds: self.policy_period_s,
             })
-            .chain(pods.map(|p| ScalingPolicy { policy_type: "Pods".into(), value: p, period_seconds: self.policy_period_s }))
+            .chain(pods.map(|p| ScalingPolicy {
+                policy_type: "Pods".into(),
+                value: p,
+                period_seconds: self.policy_period_s,
+            }))
             .collect(),
         };
-        HpaBehavior { scale_up: rules(self.scale_up_stabilization_s, Some(4)), scale_down: rules(self.scale_down_stabilization_s, None) }
+        HpaBehavior {
+            scale_up: rules(self.scale_up_stabilization_s, Some(4)),
+            scale_down: rules(self.scale_down_stabilization_s, None),
+        }
     }
 
     /// Threshold as the string both manifests carry (`5`, `0.5`).
@@ -298,7 +305,9 @@ impl AutoscalerEmit {
     pub fn promql(&self, app: &str, model_name: &str) -> String {
         match self.signal {
             ScaleSignal::VllmWaiting { .. } => format!("sum(vllm:num_requests_waiting{{model_name=\"{model_name}\"}})"),
-            ScaleSignal::EppQueue { .. } => format!("sum(llm_d_epp_flow_control_queue_size{{inference_pool=\"{app}\"}})"),
+            ScaleSignal::EppQueue { .. } => {
+                format!("sum(llm_d_epp_flow_control_queue_size{{inference_pool=\"{app}\"}})")
+            }
         }
     }
 }
@@ -473,7 +482,11 @@ pub fn keda_scaled_object(app: &str, model_name: &str, a: &AutoscalerEmit) -> Ma
             ..Default::default()
         },
         spec: ScaledObjectSpec {
-            scale_target_ref: KedaTargetRef { api_version: "apps/v1".into(), kind: "Deployment".into(), name: app.to_string() },
+            scale_target_ref: KedaTargetRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: app.to_string(),
+            },
             polling_interval: a.polling_interval_s,
             cooldown_period: a.cooldown_s,
             min_replica_count: a.min_replicas,

@@ -1,4 +1,6 @@
-use super::emit::{self, AutoscalerEmit, DeploymentSpec, HpaSpec, InferencePoolSpec, JobSpec, Manifest, ScaleSignal, ScaledObjectSpec};
+use super::emit::{
+    self, AutoscalerEmit, DeploymentSpec, HpaSpec, InferencePoolSpec, JobSpec, Manifest, ScaleSignal, ScaledObjectSpec,
+};
 use super::prune::{self, PruneKind, WindowLoad};
 use super::report;
 use super::run::{self, PlanOptions};
@@ -308,13 +310,19 @@ fn plan_end_to_end() {
     let keda_text = std::fs::read_to_string(deploy.join("vllm-keda-scaledobject.yaml")).unwrap();
     let keda: Manifest<ScaledObjectSpec> = serde_saphyr::from_str(&keda_text).unwrap();
     assert_eq!((keda.api_version.as_str(), keda.kind.as_str()), ("keda.sh/v1alpha1", "ScaledObject"));
-    assert_eq!((keda.spec.min_replica_count, keda.spec.max_replica_count), (hpa.spec.min_replicas, hpa.spec.max_replicas));
+    assert_eq!(
+        (keda.spec.min_replica_count, keda.spec.max_replica_count),
+        (hpa.spec.min_replicas, hpa.spec.max_replicas)
+    );
     assert_eq!(keda.spec.scale_target_ref.name, dep.metadata.name);
     let t = &keda.spec.triggers[0];
     assert_eq!((t.trigger_type.as_str(), t.metric_type.as_str()), ("prometheus", "AverageValue"));
     assert_eq!(t.metadata["threshold"], hpa.spec.metrics[0].pods.target.average_value);
     assert_eq!(t.metadata["query"], "sum(vllm:num_requests_waiting{model_name=\"meta-llama/Llama-3.1-8B-Instruct\"})");
-    assert_eq!(keda.spec.advanced.as_ref().unwrap().horizontal_pod_autoscaler_config.behavior, hpa.spec.behavior.clone().unwrap());
+    assert_eq!(
+        keda.spec.advanced.as_ref().unwrap().horizontal_pod_autoscaler_config.behavior,
+        hpa.spec.behavior.clone().unwrap()
+    );
     // Generic YAML view: KEDA wants every trigger metadata value as a string.
     let v: serde_json::Value = serde_saphyr::from_str(&keda_text).unwrap();
     assert!(v["spec"]["triggers"][0]["metadata"].as_object().unwrap().values().all(|x| x.is_string()));
@@ -370,7 +378,10 @@ fn autoscaler_setting_drives_hpa_and_keda() {
     let k = emit::keda_scaled_object("vllm-x", "m", &a);
     let text = emit::to_yaml_checked(&k).unwrap();
     let back: Manifest<ScaledObjectSpec> = serde_saphyr::from_str(&text).unwrap();
-    assert_eq!(back.spec.triggers[0].metadata["query"], "sum(llm_d_epp_flow_control_queue_size{inference_pool=\"vllm-x\"})");
+    assert_eq!(
+        back.spec.triggers[0].metadata["query"],
+        "sum(llm_d_epp_flow_control_queue_size{inference_pool=\"vllm-x\"})"
+    );
     assert_eq!(back.spec.triggers[0].metadata["threshold"], "1");
     // A setting chosen elsewhere (the future autoscaler axis) is emitted as given.
     let chosen = AutoscalerEmit { signal: ScaleSignal::VllmWaiting { per_replica: 2.5 }, max_replicas: 12, ..a };

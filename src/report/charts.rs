@@ -563,8 +563,7 @@ pub fn xy_chart(
         }
         for l in lines {
             let c = l.color.map_or(INK, color);
-            let pts: Vec<(f64, f64)> =
-                l.points.iter().map(|&(x, y)| (x.min(x_max), y.clamp(y_min, y_max))).collect();
+            let pts: Vec<(f64, f64)> = l.points.iter().map(|&(x, y)| (x.min(x_max), y.clamp(y_min, y_max))).collect();
             if l.dashed {
                 chart.draw_series(DashedLineSeries::new(pts, 6, 4, c.stroke_width(2))).map_err(err)?;
             } else {

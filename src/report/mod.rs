@@ -209,9 +209,21 @@ pub struct Table {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Chart {
-    Cdf { series: Vec<CdfSeries>, markers: Vec<Marker>, opts: ChartOpts },
-    Time { series: Vec<BandSeries>, hlines: Vec<Marker>, opts: ChartOpts },
-    Bars { groups: Vec<String>, series: Vec<BarSeries>, opts: ChartOpts },
+    Cdf {
+        series: Vec<CdfSeries>,
+        markers: Vec<Marker>,
+        opts: ChartOpts,
+    },
+    Time {
+        series: Vec<BandSeries>,
+        hlines: Vec<Marker>,
+        opts: ChartOpts,
+    },
+    Bars {
+        groups: Vec<String>,
+        series: Vec<BarSeries>,
+        opts: ChartOpts,
+    },
     /// Scatter points and lines on numeric axes (the planner's Pareto fronts, cost lines).
     Xy {
         points: Vec<charts::ScatterSeries>,

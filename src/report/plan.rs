@@ -180,7 +180,10 @@ impl PlanPage {
                         value: format!("{} × {}", r.replicas, r.gpu),
                         label: format!("replicas, TP{} = {} GPUs", r.tp, r.gpus),
                     },
-                    Kpi { value: format!("${:.2}", r.usd_per_gpu_hour), label: format!("per GPU-hour ({})", r.provider) },
+                    Kpi {
+                        value: format!("${:.2}", r.usd_per_gpu_hour),
+                        label: format!("per GPU-hour ({})", r.provider),
+                    },
                     Kpi { value: per_m, label: "per M output tokens".into() },
                     Kpi { value: secs(r.ttft_p90_s), label: "TTFT p90 (worst seed)".into() },
                     Kpi { value: secs(r.tpot_p90_s), label: "TPOT p90 (worst seed)".into() },
@@ -207,15 +210,17 @@ impl PlanPage {
                     .collect();
                 Headline {
                     found: true,
-                    title: format!(
-                        "Deploy {} × {} (TP{}, {}, router {})",
-                        r.replicas, r.gpu, r.tp, r.model, r.router
-                    ),
+                    title: format!("Deploy {} × {} (TP{}, {}, router {})", r.replicas, r.gpu, r.tp, r.model, r.router),
                     point: Some(r.id.clone()),
                     why: rep.why.clone(),
                     kpis,
                     checks: Table {
-                        columns: vec!["SLO".into(), "target".into(), "recommendation (worst seed)".into(), "margin".into()],
+                        columns: vec![
+                            "SLO".into(),
+                            "target".into(),
+                            "recommendation (worst seed)".into(),
+                            "margin".into(),
+                        ],
                         rows,
                     },
                 }
@@ -235,11 +240,8 @@ impl PlanPage {
         };
 
         // Setup.
-        let slo_text = slos
-            .iter()
-            .map(|(n, t, _)| format!("{n} ≤ {}", slo_value(n, *t)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let slo_text =
+            slos.iter().map(|(n, t, _)| format!("{n} ≤ {}", slo_value(n, *t))).collect::<Vec<_>>().join(", ");
         let sp = &rep.space;
         let setup = vec![
             kv("objective", snake(&plan.objective)),
@@ -280,8 +282,22 @@ impl PlanPage {
         let mut pareto = Vec::new();
         let ttft_target = rep.context.slo.ttft_p90_s;
         let tpot_target = rep.context.slo.tpot_p90_s;
-        pareto.push(pareto_figure(rep, "pareto-ttft", "TTFT p90", |r| r.ttft_p90_s, &rep.pareto_cost_vs_ttft_p90, ttft_target));
-        pareto.push(pareto_figure(rep, "pareto-tpot", "TPOT p90", |r| r.tpot_p90_s, &rep.pareto_cost_vs_tpot_p90, tpot_target));
+        pareto.push(pareto_figure(
+            rep,
+            "pareto-ttft",
+            "TTFT p90",
+            |r| r.ttft_p90_s,
+            &rep.pareto_cost_vs_ttft_p90,
+            ttft_target,
+        ));
+        pareto.push(pareto_figure(
+            rep,
+            "pareto-tpot",
+            "TPOT p90",
+            |r| r.tpot_p90_s,
+            &rep.pareto_cost_vs_tpot_p90,
+            tpot_target,
+        ));
 
         // Runners-up.
         let runners_up = Table {
@@ -402,13 +418,26 @@ impl PlanPage {
                     p.provider.as_ref().map_or(String::new(), |x| format!(" ({x})"))
                 ),
             });
-            PayCard { verdict: format!("Cheaper: {}.", p.cheaper), kpis, figure: break_even_figure(rep, today, per_token) }
+            PayCard {
+                verdict: format!("Cheaper: {}.", p.cheaper),
+                kpis,
+                figure: break_even_figure(rep, today, per_token),
+            }
         });
 
         // All points.
         let rec_id = rep.recommendation.as_ref().map(|r| r.id.as_str());
         let columns = [
-            "point", "replicas", "GPUs", "$/day", "status", "meets SLOs", "TTFT p90 (ms)", "TPOT p90 (ms)", "seeds", "reason",
+            "point",
+            "replicas",
+            "GPUs",
+            "$/day",
+            "status",
+            "meets SLOs",
+            "TTFT p90 (ms)",
+            "TPOT p90 (ms)",
+            "seeds",
+            "reason",
         ]
         .map(String::from)
         .to_vec();
@@ -595,15 +624,22 @@ fn pareto_figure(
         }
         stair.push(*p);
     }
-    series.push(ScatterSeries { label: "Pareto front".into(), points: fp.clone(), grey: false, outline: true, color: None });
+    series.push(ScatterSeries {
+        label: "Pareto front".into(),
+        points: fp.clone(),
+        grey: false,
+        outline: true,
+        color: None,
+    });
     let lines = vec![XyLine { label: String::new(), points: stair, dashed: false, color: None }];
     let hlines: Vec<Marker> = target
         .map(|t| Marker { label: format!("SLO {name} ≤ {} {unit}", num_t(t * k)), value: t * k })
         .into_iter()
         .collect();
-    let highlight = rep.recommendation.as_ref().and_then(|r| {
-        metric(r).map(|v| Highlight { label: "recommended".into(), x: r.cost_usd_per_day, y: v * k })
-    });
+    let highlight = rep
+        .recommendation
+        .as_ref()
+        .and_then(|r| metric(r).map(|v| Highlight { label: "recommended".into(), x: r.cost_usd_per_day, y: v * k }));
     let mut rows: Vec<&PointRow> = sim.clone();
     rows.sort_by(|a, b| a.cost_usd_per_day.total_cmp(&b.cost_usd_per_day).then(a.id.cmp(&b.id)));
     let table = Table {
@@ -679,7 +715,13 @@ fn break_even_figure(rep: &PlanReport, today: f64, per_token: f64) -> Figure {
     let p = rep.pay_per_token.as_ref().expect("called with a pay-per-token report");
     let be = p.break_even_tokens_per_day;
     let top = today.max(be.unwrap_or(0.0)) * 1.4;
-    let (div, unit) = if top >= 1e9 { (1e9, "billions") } else if top >= 1e6 { (1e6, "millions") } else { (1.0, "") };
+    let (div, unit) = if top >= 1e9 {
+        (1e9, "billions")
+    } else if top >= 1e6 {
+        (1e6, "millions")
+    } else {
+        (1.0, "")
+    };
     let x_max = super::charts::nice_max(top / div);
     let mut lines = vec![XyLine {
         label: "pay-per-token".into(),
@@ -730,7 +772,11 @@ fn break_even_figure(rep: &PlanReport, today: f64, per_token: f64) -> Figure {
         caption: format!(
             "Daily cost of the same input/output mix at the API's list price (a line through zero) against the dedicated recommendation, which costs the same however little it is used. Above {} tokens per day dedicated GPUs are cheaper. The flat line holds only up to the traffic the recommendation was sized for{}.",
             be.map_or_else(|| "the break-even".to_string(), tokens),
-            if points.is_empty() { String::new() } else { "; the dot is the re-planned cost at higher traffic".to_string() }
+            if points.is_empty() {
+                String::new()
+            } else {
+                "; the dot is the re-planned cost at higher traffic".to_string()
+            }
         ),
         chart: Chart::Xy {
             points,

@@ -296,7 +296,13 @@ pub(crate) fn synthetic_plan(tag: &str) -> crate::plan::report::PlanReport {
         plan,
         slo: SloFile { ttft_p90_s: Some(2.0), tpot_p90_s: Some(0.06), ..Default::default() },
         point_duration_s: 300.0,
-        window: WindowLoad { start_s: 0.0, seconds: 300.0, requests: 1000, input_tokens: 4_000_000, output_tokens: 200_000 },
+        window: WindowLoad {
+            start_s: 0.0,
+            seconds: 300.0,
+            requests: 1000,
+            input_tokens: 4_000_000,
+            output_tokens: 200_000,
+        },
         day_seconds: 86_400.0,
         daily_requests: 288_000,
         daily_input_tokens: 1_152_000_000,
@@ -399,7 +405,11 @@ fn golden_plan_context() {
         std::fs::write(&path, &got).unwrap();
     }
     let want = std::fs::read_to_string(&path).expect("golden file (run with UPDATE_GOLDEN=1 to create)");
-    assert!(got == want, "plan page context changed; review and rerun with UPDATE_GOLDEN=1\n{}", first_diff(&want, &got));
+    assert!(
+        got == want,
+        "plan page context changed; review and rerun with UPDATE_GOLDEN=1\n{}",
+        first_diff(&want, &got)
+    );
 }
 
 #[test]
@@ -434,7 +444,16 @@ fn plan_page_marks_recommendation_front_and_infeasible_points() {
     assert_eq!(highlight.as_ref().map(|h| (h.x, h.y)), Some((96.0, 1.6)));
     // Rendered: the unbounded point sits on the top edge, legend names every series.
     let svg = fig.chart.to_svg().unwrap();
-    for l in ["h100", "l40s", "misses an SLO", "Pareto front", "recommended", "cost per day ($)", "TTFT p90 (s)", "above the top edge"] {
+    for l in [
+        "h100",
+        "l40s",
+        "misses an SLO",
+        "Pareto front",
+        "recommended",
+        "cost per day ($)",
+        "TTFT p90 (s)",
+        "above the top edge",
+    ] {
         assert!(svg.contains(l), "pareto SVG lacks `{l}`");
     }
     // Every point of the space is in the table; the recommendation is marked once.

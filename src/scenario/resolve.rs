@@ -117,12 +117,8 @@ pub(crate) fn resolve_file(file: ScenarioFile, source: &Path) -> Result<Scenario
             return fail(format!("autoscalers.{name}.{field}"), msg);
         }
     }
-    let lifecycle = file
-        .lifecycle
-        .clone()
-        .unwrap_or_default()
-        .resolve(model, tp)
-        .map_err(|(field, msg)| Fail { field, msg })?;
+    let lifecycle =
+        file.lifecycle.clone().unwrap_or_default().resolve(model, tp).map_err(|(field, msg)| Fail { field, msg })?;
     let faults = file.faults.clone().unwrap_or_default();
     faults.validate().map_err(|(field, msg)| Fail { field, msg })?;
 
@@ -397,7 +393,9 @@ fn validate_step_time(s: &StepTimeConfig, base_dir: &Path) -> Result<(), Fail> {
         }
         StepTimeConfig::Calibration(c) => match crate::calibrate::load_ref(c, base_dir) {
             Ok(_) => Ok(()),
-            Err(e) => fail(if c.file.is_some() { "engine.step_time.file" } else { "engine.step_time.name" }, e.to_string()),
+            Err(e) => {
+                fail(if c.file.is_some() { "engine.step_time.file" } else { "engine.step_time.name" }, e.to_string())
+            }
         },
     }
 }
@@ -504,9 +502,16 @@ pub(crate) fn validate_workload(w: &WorkloadConfig, base_dir: &Path) -> Result<(
             Ok(())
         }
         WorkloadConfig::Trace(t) => {
-            let p = if Path::new(&t.file).is_absolute() { Path::new(&t.file).to_path_buf() } else { base_dir.join(&t.file) };
+            let p = if Path::new(&t.file).is_absolute() {
+                Path::new(&t.file).to_path_buf()
+            } else {
+                base_dir.join(&t.file)
+            };
             if !p.exists() {
-                return fail(".file", format!("`{}` does not exist (paths are relative to the scenario file)", p.display()));
+                return fail(
+                    ".file",
+                    format!("`{}` does not exist (paths are relative to the scenario file)", p.display()),
+                );
             }
             if let Some(s) = t.time_scale {
                 positive_rate(".time_scale", s)?;

@@ -1,9 +1,7 @@
 //! One reader per trace format. Each maps its source's fields onto [`Trace`] and documents
 //! the source's clock and latency definitions where they differ from servesim's.
 
-use super::{
-    EngineHints, Measured, StageSummary, StepRow, Trace, TraceError, TraceRequest, find_file, read_bytes,
-};
+use super::{EngineHints, Measured, StageSummary, StepRow, Trace, TraceError, TraceRequest, find_file, read_bytes};
 use crate::metrics::{Outcome, RequestRecord};
 use crate::units::{RequestId, SimTime};
 use serde_json::Value;
@@ -39,7 +37,8 @@ pub fn servesim(path: &Path) -> Result<Trace, TraceError> {
         (name.starts_with("requests.csv").then(|| path.parent().unwrap_or(Path::new(".")).to_path_buf()), path.into())
     };
     let bytes = read_bytes(&req_path)?;
-    let records = crate::metrics::parse_requests_csv(&bytes).map_err(|e| TraceError::format(&req_path, 0, e.to_string()))?;
+    let records =
+        crate::metrics::parse_requests_csv(&bytes).map_err(|e| TraceError::format(&req_path, 0, e.to_string()))?;
     let mut t = Trace::default();
     let t0 = records.iter().map(|r| r.arrival.as_nanos()).min().unwrap_or(0);
     let mut reqs: Vec<TraceRequest> = records
@@ -86,11 +85,8 @@ pub fn servesim(path: &Path) -> Result<Trace, TraceError> {
 /// decode_tokens,context_tokens` (columns by name; extra columns ignored).
 pub fn steps_csv(path: &Path) -> Result<Vec<StepRow>, TraceError> {
     let bytes = read_bytes(path)?;
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .comment(Some(b'#'))
-        .trim(csv::Trim::All)
-        .from_reader(&bytes[..]);
+    let mut rdr =
+        csv::ReaderBuilder::new().has_headers(true).comment(Some(b'#')).trim(csv::Trim::All).from_reader(&bytes[..]);
     let headers = rdr.headers().map_err(|e| TraceError::format(path, 1, e.to_string()))?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let need = |name: &str| col(name).ok_or_else(|| TraceError::format(path, 1, format!("missing column `{name}`")));
@@ -149,7 +145,8 @@ pub fn steps_csv(path: &Path) -> Result<Vec<StepRow>, TraceError> {
 pub fn vllm_bench(path: &Path) -> Result<Trace, TraceError> {
     let v = json_file(path)?;
     let arr = |k: &str| v.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
-    let (ins, outs, ttfts, itls, errors) = (arr("input_lens"), arr("output_lens"), arr("ttfts"), arr("itls"), arr("errors"));
+    let (ins, outs, ttfts, itls, errors) =
+        (arr("input_lens"), arr("output_lens"), arr("ttfts"), arr("itls"), arr("errors"));
     if ins.is_empty() || ins.len() != outs.len() {
         return Err(TraceError::format(
             path,
@@ -161,12 +158,16 @@ pub fn vllm_bench(path: &Path) -> Result<Trace, TraceError> {
     let mut m = Measured::default();
     for (i, (a, b)) in ins.iter().zip(&outs).enumerate() {
         let input = u32_of(a).ok_or_else(|| TraceError::format(path, 0, format!("input_lens[{i}] is not a number")))?;
-        let output = u32_of(b).ok_or_else(|| TraceError::format(path, 0, format!("output_lens[{i}] is not a number")))?;
+        let output =
+            u32_of(b).ok_or_else(|| TraceError::format(path, 0, format!("output_lens[{i}] is not a number")))?;
         t.requests.push(TraceRequest { arrival_ns: None, input, output, ..Default::default() });
         let err = errors.get(i).and_then(Value::as_str).is_some_and(|e| !e.is_empty());
         let ttft = ttfts.get(i).and_then(Value::as_f64);
-        let gaps: Vec<f64> =
-            itls.get(i).and_then(Value::as_array).map(|g| g.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+        let gaps: Vec<f64> = itls
+            .get(i)
+            .and_then(Value::as_array)
+            .map(|g| g.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
         let ok = !err && ttft.is_some() && output > 0;
         let (first, last) = match ttft {
             Some(f) if ok => (Some(SimTime(secs_to_ns(f))), Some(SimTime(secs_to_ns(f + gaps.iter().sum::<f64>())))),
@@ -217,13 +218,14 @@ pub fn vllm_bench(path: &Path) -> Result<Trace, TraceError> {
     t.engine.model = v.get("model_id").and_then(Value::as_str).map(str::to_string);
     // Parallelism from the file name (`..._tp8_pp1_...`), GPU from the sibling `.commands`.
     let fname = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let num_after = |tag: &str| {
-        fname.split('_').find_map(|p| p.strip_prefix(tag).and_then(|x| x.parse::<u32>().ok()))
-    };
+    let num_after = |tag: &str| fname.split('_').find_map(|p| p.strip_prefix(tag).and_then(|x| x.parse::<u32>().ok()));
     if let (Some(tp), pp) = (num_after("tp"), num_after("pp").unwrap_or(1)) {
         t.engine.tp = Some(tp * pp);
         if pp > 1 {
-            t.notes.push(format!("pipeline parallel {pp} × TP {tp} simulated as TP {} (servesim models no pipeline stages)", tp * pp));
+            t.notes.push(format!(
+                "pipeline parallel {pp} × TP {tp} simulated as TP {} (servesim models no pipeline stages)",
+                tp * pp
+            ));
         }
     }
     let stem = fname.trim_end_matches(".gz").trim_end_matches(".json");
@@ -517,9 +519,10 @@ pub fn mooncake(path: &Path) -> Result<Trace, TraceError> {
         let need = |k: &str| {
             v.get(k).and_then(u32_of).ok_or_else(|| TraceError::format(path, n as u64 + 1, format!("missing `{k}`")))
         };
-        let ts = v.get("timestamp").and_then(Value::as_f64).ok_or_else(|| {
-            TraceError::format(path, n as u64 + 1, "missing `timestamp` (milliseconds)")
-        })?;
+        let ts = v
+            .get("timestamp")
+            .and_then(Value::as_f64)
+            .ok_or_else(|| TraceError::format(path, n as u64 + 1, "missing `timestamp` (milliseconds)"))?;
         let input = need("input_length")?;
         let full = (input / 512) as usize;
         let mut hash_ids: Vec<u64> =

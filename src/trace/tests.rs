@@ -23,7 +23,10 @@ fn detects_every_example_format() {
 fn vllm_bench_requests_and_latencies() {
     let t = load(&ex("vllm-bench.json"), None).unwrap();
     assert_eq!(t.request_rate, Some(2.0));
-    assert_eq!(t.requests.iter().map(|r| (r.input, r.output)).collect::<Vec<_>>(), [(100, 4), (250, 3), (40, 2), (80, 5)]);
+    assert_eq!(
+        t.requests.iter().map(|r| (r.input, r.output)).collect::<Vec<_>>(),
+        [(100, 4), (250, 3), (40, 2), (80, 5)]
+    );
     assert!(t.requests.iter().all(|r| r.arrival_ns.is_none()));
     let m = t.measured.unwrap();
     assert_eq!(m.records[0].first_token.unwrap().as_nanos(), 50_000_000);
@@ -94,7 +97,11 @@ fn bad_input_names_file_and_line() {
     let dir = std::env::temp_dir().join(format!("servesim-trace-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("m.jsonl");
-    std::fs::write(&p, "{\"timestamp\": 0, \"input_length\": 5, \"output_length\": 1, \"hash_ids\": []}\n{\"timestamp\": 1}\n").unwrap();
+    std::fs::write(
+        &p,
+        "{\"timestamp\": 0, \"input_length\": 5, \"output_length\": 1, \"hash_ids\": []}\n{\"timestamp\": 1}\n",
+    )
+    .unwrap();
     let e = load(&p, Some(TraceFormat::Mooncake)).unwrap_err().to_string();
     assert!(e.contains("m.jsonl") && e.contains("line 2") && e.contains("input_length"), "{e}");
     let e = load(&dir, None).unwrap_err().to_string();
@@ -114,13 +121,17 @@ fn trace_workload_replays_prefix_hashes() {
         max_requests: None,
     };
     let streams = crate::rng::RngStreams::new(1);
-    let mut w = workload::TraceWorkload::new(&cfg, &streams, crate::units::SimDuration::from_secs(10), Path::new(".")).unwrap();
+    let mut w =
+        workload::TraceWorkload::new(&cfg, &streams, crate::units::SimDuration::from_secs(10), Path::new(".")).unwrap();
     let mut v = vec![];
     while w.peek_time().is_some() {
         v.push(w.pop());
     }
     assert_eq!(v.len(), 4);
-    assert_eq!(v.iter().map(|s| s.arrival.as_nanos()).collect::<Vec<_>>(), [0, 500_000_000, 500_000_000, 2_000_000_000]);
+    assert_eq!(
+        v.iter().map(|s| s.arrival.as_nanos()).collect::<Vec<_>>(),
+        [0, 500_000_000, 500_000_000, 2_000_000_000]
+    );
     // Requests 0 and 1 share their first two 512-token blocks, request 3 only the first.
     let keys = |i: usize| v[i].content.pieces.iter().map(|p| p.key).collect::<Vec<_>>();
     assert_eq!(keys(0)[..2], keys(1)[..2]);
@@ -129,7 +140,8 @@ fn trace_workload_replays_prefix_hashes() {
     assert_eq!(v[0].content.pieces.iter().map(|p| p.len).collect::<Vec<_>>(), [512, 512, 76]);
     assert_eq!(v[0].input.0, 1100);
     // A short horizon cuts the replay.
-    let mut w = workload::TraceWorkload::new(&cfg, &streams, crate::units::SimDuration::from_secs(1), Path::new(".")).unwrap();
+    let mut w =
+        workload::TraceWorkload::new(&cfg, &streams, crate::units::SimDuration::from_secs(1), Path::new(".")).unwrap();
     let mut n = 0;
     while w.peek_time().is_some() {
         w.pop();

@@ -73,8 +73,7 @@ impl TraceWorkload {
         base_dir: &Path,
     ) -> Result<Self, WorkloadError> {
         let path = if Path::new(&cfg.file).is_absolute() { cfg.file.clone().into() } else { base_dir.join(&cfg.file) };
-        let trace = super::load(&path, cfg.format)
-            .map_err(|e| WorkloadError::invalid("file", format!("{e}")))?;
+        let trace = super::load(&path, cfg.format).map_err(|e| WorkloadError::invalid("file", format!("{e}")))?;
         if trace.requests.is_empty() {
             return Err(WorkloadError::invalid(
                 "file",

@@ -75,7 +75,11 @@ pub struct Validated {
 }
 
 /// Reconstructs, simulates and compares every case of one trace.
-pub fn validate_trace(t: &crate::trace::Trace, opts: &Options, tol: &Tolerances) -> Result<(Vec<Validated>, Vec<crate::sim::SimOutput>)> {
+pub fn validate_trace(
+    t: &crate::trace::Trace,
+    opts: &Options,
+    tol: &Tolerances,
+) -> Result<(Vec<Validated>, Vec<crate::sim::SimOutput>)> {
     let cases: Vec<Case> = reconstruct::cases(t, opts).map_err(|e| anyhow::anyhow!(e))?;
     let mut sims: Vec<crate::sim::SimOutput> = Vec::new();
     let mut out = Vec::new();

@@ -136,7 +136,11 @@ pub fn render(vs: &[Validated], agg: &[Aggregate]) -> Result<String, ReportError
         })
         .collect();
     let ctx = Ctx {
-        title: if vs.len() == 1 { format!("Validation: {}", vs[0].case_label) } else { format!("Validation: {} comparisons", vs.len()) },
+        title: if vs.len() == 1 {
+            format!("Validation: {}", vs[0].case_label)
+        } else {
+            format!("Validation: {} comparisons", vs.len())
+        },
         version: env!("CARGO_PKG_VERSION"),
         passed: vs.iter().all(|v| v.comparison.passed),
         sections,
@@ -146,7 +150,8 @@ pub fn render(vs: &[Validated], agg: &[Aggregate]) -> Result<String, ReportError
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     env.add_template("validate.html", TEMPLATE).map_err(|e| ReportError::Chart(e.to_string()))?;
     let tpl = env.get_template("validate.html").map_err(|e| ReportError::Chart(e.to_string()))?;
-    tpl.render(minijinja::context! { ctx => minijinja::Value::from(minijinja::value::Serde(&ctx)) }).map_err(|e| ReportError::Chart(e.to_string()))
+    tpl.render(minijinja::context! { ctx => minijinja::Value::from(minijinja::value::Serde(&ctx)) })
+        .map_err(|e| ReportError::Chart(e.to_string()))
 }
 
 /// At most ~400 points per line (every k-th, keeping the last).

@@ -70,7 +70,8 @@ impl RunView {
     ) -> RunView {
         let mut v = RunView::default();
         let done: Vec<&RequestRecord> = records.iter().filter(|r| r.outcome == Outcome::Completed).collect();
-        let col = |f: &dyn Fn(&RequestRecord) -> Option<f64>| -> Vec<f64> { done.iter().filter_map(|r| f(r)).collect() };
+        let col =
+            |f: &dyn Fn(&RequestRecord) -> Option<f64>| -> Vec<f64> { done.iter().filter_map(|r| f(r)).collect() };
         let ttft = col(&|r| r.ttft_s());
         let tpot = col(&|r| r.tpot_s());
         let e2e = col(&|r| r.e2e_s());
@@ -297,7 +298,12 @@ pub fn compare(label: &str, real: &RunView, sim: &RunView, tol: &Tolerances, not
 fn fmt_val(stat: &str, v: Option<f64>) -> String {
     match v {
         None => "-".into(),
-        Some(x) if stat.ends_with("_mean") || stat.ends_with("_p50") || stat.ends_with("_p90") || stat.ends_with("_p99") => {
+        Some(x)
+            if stat.ends_with("_mean")
+                || stat.ends_with("_p50")
+                || stat.ends_with("_p90")
+                || stat.ends_with("_p99") =>
+        {
             if stat.starts_with("kv_usage") {
                 format!("{:.3}", x)
             } else {
@@ -361,7 +367,9 @@ pub fn aggregate(cs: &[Comparison]) -> Vec<Aggregate> {
     for stat in stat_names() {
         let mut v: Vec<(f64, &str, &'static str)> = cs
             .iter()
-            .filter_map(|c| c.rows.iter().find(|r| r.stat == stat).and_then(|r| r.abs_err.map(|e| (e, c.label.as_str(), r.unit))))
+            .filter_map(|c| {
+                c.rows.iter().find(|r| r.stat == stat).and_then(|r| r.abs_err.map(|e| (e, c.label.as_str(), r.unit)))
+            })
             .collect();
         if v.is_empty() {
             continue;

@@ -53,7 +53,8 @@ fn abs(p: &Path) -> String {
 }
 
 fn load_text(text: &str, source: &Path, opts: &Options) -> Result<Scenario, String> {
-    let mut sc = scenario::load_str(text, source, &opts.sets).map_err(|e| format!("{e}\n--- reconstructed scenario ---\n{text}"))?;
+    let mut sc = scenario::load_str(text, source, &opts.sets)
+        .map_err(|e| format!("{e}\n--- reconstructed scenario ---\n{text}"))?;
     if let Some(c) = &opts.calibration {
         sc.engine.step_time = step_ref(c);
         sc.file.engine.step_time = sc.engine.step_time.clone();
@@ -144,13 +145,7 @@ pub fn cases(t: &Trace, opts: &Options) -> Result<Vec<Case>, String> {
         )),
         _ => {
             let m = t.measured.as_ref().ok_or_else(|| format!("{}: no measurements", t.path.display()))?;
-            let real = RunView::from_records(
-                &m.records,
-                m.summary.as_ref(),
-                &m.itl_s,
-                m.span_s,
-                &m.timeseries,
-            );
+            let real = RunView::from_records(&m.records, m.summary.as_ref(), &m.itl_s, m.span_s, &m.timeseries);
             let sc = match (&t.scenario, &opts.scenario) {
                 (Some(s), None) => {
                     let text = std::fs::read_to_string(s).map_err(|e| format!("reading {}: {e}", s.display()))?;
@@ -164,7 +159,11 @@ pub fn cases(t: &Trace, opts: &Options) -> Result<Vec<Case>, String> {
                     if t.request_rate.is_some() {
                         notes.push(format!(
                             "arrival times not in the trace: Poisson at {} req/s with servesim's seed",
-                            t.request_rate.map_or("?".into(), |r| if r.is_finite() { format!("{r}") } else { "inf (all at t=0)".into() })
+                            t.request_rate.map_or("?".into(), |r| if r.is_finite() {
+                                format!("{r}")
+                            } else {
+                                "inf (all at t=0)".into()
+                            })
                         ));
                     }
                     let (text, src) = trace_scenario_text(t, opts, &mut notes)?;
@@ -214,7 +213,10 @@ fn stage_cases(t: &Trace, opts: &Options) -> Result<Vec<Case>, String> {
         );
         let sc = load_text(&text, &t.path.with_file_name("validate-scenario.yaml"), opts)?;
         let mut notes = vec![
-            format!("output length fixed at the run's mean ({out_len} tokens; inference-perf asked for {})", first.output_len),
+            format!(
+                "output length fixed at the run's mean ({out_len} tokens; inference-perf asked for {})",
+                first.output_len
+            ),
             "stage arrivals simulated as Poisson at the stage rate".into(),
         ];
         if first.multi_turn {

@@ -54,7 +54,13 @@ fn a_simulated_trace_validates_with_zero_error() {
     assert_eq!(cases.len(), 1);
     let out = crate::sim::simulate(&cases[0].scenario).unwrap();
     let sim = RunView::from_sim(&out);
-    let c = compare("servesim", &cases[0].real, &sim, &Tolerances::parse(&["e2e=0".into(), "ttft=0".into()]).unwrap(), vec![]);
+    let c = compare(
+        "servesim",
+        &cases[0].real,
+        &sim,
+        &Tolerances::parse(&["e2e=0".into(), "ttft=0".into()]).unwrap(),
+        vec![],
+    );
     assert!(c.rows.len() >= 20, "{:?}", c.rows.iter().map(|r| &r.stat).collect::<Vec<_>>());
     for r in &c.rows {
         assert!(r.abs_err.unwrap() < 1e-9, "{}: {:?} vs {:?}", r.stat, r.real, r.sim);
@@ -62,7 +68,12 @@ fn a_simulated_trace_validates_with_zero_error() {
     assert!(c.passed);
     assert!(c.ks.values().all(|&d| d == 0.0));
     let html = html::render(
-        &[cmd::Validated { case_label: "<script>x</script>".into(), comparison: Comparison { label: "<script>x</script>".into(), ..c }, real: cases[0].real.clone(), sim }],
+        &[cmd::Validated {
+            case_label: "<script>x</script>".into(),
+            comparison: Comparison { label: "<script>x</script>".into(), ..c },
+            real: cases[0].real.clone(),
+            sim,
+        }],
         &[],
     )
     .unwrap();

@@ -105,7 +105,9 @@ pub fn build(
         WorkloadConfig::Synthetic(c) => Box::new(SyntheticWorkload::new(c, streams, duration, base_dir)?),
         WorkloadConfig::Sessions(c) => Box::new(SessionsWorkload::new(c, streams, duration, base_dir)?),
         WorkloadConfig::CodingAssistant(c) => Box::new(CodingAssistantWorkload::new(c, streams, duration, base_dir)?),
-        WorkloadConfig::Trace(c) => Box::new(crate::trace::workload::TraceWorkload::new(c, streams, duration, base_dir)?),
+        WorkloadConfig::Trace(c) => {
+            Box::new(crate::trace::workload::TraceWorkload::new(c, streams, duration, base_dir)?)
+        }
     })
 }
 
