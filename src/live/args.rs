@@ -107,6 +107,12 @@ pub fn cmd_live(a: LiveArgs) -> Result<ExitCode> {
         sets.push(format!("seed={seed}"));
     }
     anyhow::ensure!(a.rate_scale.is_finite() && a.rate_scale > 0.0, "--rate-scale must be a number > 0");
+    anyhow::ensure!(
+        !a.compare_sim || a.rate_scale == 1.0,
+        "--compare-sim simulates the scenario at its own rate, so it cannot be combined with --rate-scale {}; \
+         scale the scenario's workload with --set instead, or drop --compare-sim",
+        a.rate_scale
+    );
     anyhow::ensure!(a.vocab > super::tokens::FIRST_ID, "--vocab must be > {}", super::tokens::FIRST_ID);
     anyhow::ensure!(a.max_concurrency != Some(0), "--max-concurrency must be ≥ 1");
     if let Some(d) = a.duration {
