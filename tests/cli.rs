@@ -75,3 +75,44 @@ fn validate_scenario_and_schema() {
         assert_eq!(out.status.code(), Some(0), "{f}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// `live --compare-sim --speed-probe` against the in-process mock (5 ms to the first token,
+/// then 1 ms per token): both probes complete their 16-request burst, the applied factor is
+/// the geometric mean of the two, and the client-side queue time is not compared.
+#[test]
+fn live_compare_sim_with_speed_probes() {
+    let d = tmp("probe");
+    let out = bin()
+        .args(["live", "scenarios/minimal.yaml", "--mock", "--model", "m", "--duration", "2s", "--quiet"])
+        .args(["--compare-sim", "--speed-probe", "--out"])
+        .arg(&d)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("speed probe (burst mean E2E): before real"), "{stdout}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("speed-probe.json")).unwrap()).unwrap();
+    let (b, a) = (&v["before"], &v["after"]);
+    for p in [b, a] {
+        assert_eq!((p["requests"].as_u64(), p["completed"].as_u64()), (Some(16), Some(16)), "{v}");
+        assert_eq!((p["prompt_tokens"].as_u64(), p["output_tokens"].as_u64()), (Some(256), Some(32)));
+        // 5 ms + 31 gaps of 1 ms at the mock, plus the client's and the loopback's overhead.
+        let real = p["real_e2e_mean_s"].as_f64().unwrap();
+        assert!((0.036..0.5).contains(&real), "real burst E2E {real}");
+        let f = p["factor"].as_f64().unwrap();
+        assert!((f - real / p["sim_e2e_mean_s"].as_f64().unwrap()).abs() < 1e-12);
+    }
+    // Fixed lengths and unique prompts: the two simulated bursts take the same time.
+    assert_eq!(b["sim_e2e_mean_s"], a["sim_e2e_mean_s"]);
+    let (fb, fa) = (b["factor"].as_f64().unwrap(), a["factor"].as_f64().unwrap());
+    assert!((v["factor"].as_f64().unwrap() - (fb * fa).sqrt()).abs() < 1e-12);
+    assert!((v["drift"].as_f64().unwrap() - (fa / fb - 1.0)).abs() < 1e-12);
+    // The scaled calibration file the second simulation used.
+    let cal = std::fs::read_to_string(d.join("speed-calibration.yaml")).unwrap();
+    assert!(cal.contains("kind: scaled") && cal.contains(&format!("factor: {}", v["factor"])), "{cal}");
+    for f in ["comparison.json", "comparison-speed-probed.json"] {
+        let c = std::fs::read_to_string(d.join(f)).unwrap();
+        assert!(c.contains("\"ttft_p90\"") && !c.contains("\"queue_"), "{f}: {c}");
+    }
+    assert!(std::fs::read_to_string(d.join("validation.html")).unwrap().contains("speed-probed"));
+}

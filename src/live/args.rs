@@ -98,6 +98,15 @@ pub struct LiveArgs {
     /// write the real-vs-simulated comparison (comparison.json, validation.html) to --out.
     #[arg(long)]
     pub compare_sim: bool,
+    /// With --compare-sim: before the run, measure the server's speed of the moment with a
+    /// short burst (16 unique 256-token prompts, 32 output tokens, at once, to the first
+    /// endpoint), again after it, simulate the same burst, and also compare against the
+    /// scenario's step-time model scaled by real/simulated burst latency (geometric mean of the
+    /// two probes; their difference is the drift during the run) (writes speed-probe.json and
+    /// speed-calibration.yaml; the second comparison separates the queueing and caching model
+    /// from the machine's speed).
+    #[arg(long, requires = "compare_sim")]
+    pub speed_probe: bool,
 }
 
 /// Runs `servesim live`.
@@ -160,11 +169,26 @@ pub fn cmd_live(a: LiveArgs) -> Result<ExitCode> {
         connect_timeout: a.connect_timeout,
         progress: !a.no_progress && !a.quiet,
     };
+    let out_dir = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-live", sc.name)));
+    let probe_before = if a.speed_probe {
+        Some(speed_probe(&a.scenario.scenario, &sets, &sc, &rt, &opts, 0).context("--speed-probe (before the run)")?)
+    } else {
+        None
+    };
     let streams = crate::rng::RngStreams::new(sc.seed);
     let workload = crate::workload::build(&sc.workload, &streams, sc.duration, &base_dir)?;
     let stop = Arc::new(AtomicBool::new(false));
     let run = super::drive(&rt, &opts, workload, &streams, stop)?;
-    let out_dir = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-live", sc.name)));
+    let probe = match probe_before {
+        Some(before) => {
+            let after = speed_probe(&a.scenario.scenario, &sets, &sc, &rt, &opts, 1);
+            // The run's results are kept whatever the second probe does.
+            let p = SpeedProbes::new(before, after.map_err(|e| format!("{e:#}")));
+            println!("{}", p.line());
+            Some(p)
+        }
+        None => None,
+    };
     let summary = write_live_outputs(&sc, &opts, &run, &out_dir)?;
     let live = super::live_stats(&run);
     let ms = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |x| format!("{:.3}", x * 1e3));
@@ -192,7 +216,7 @@ pub fn cmd_live(a: LiveArgs) -> Result<ExitCode> {
         println!("outputs: {}", out_dir.display());
     }
     if a.compare_sim {
-        compare_sim(&sc, &run, &summary, &out_dir)?;
+        compare_sim(&sc, &run, &summary, &out_dir, probe.as_ref())?;
     }
     if summary.requests.completed == 0 && !run.rows.is_empty() {
         let first = run.rows.iter().find_map(|r| r.res.error_detail.clone()).unwrap_or_default();
@@ -244,20 +268,225 @@ pub fn write_live_outputs(
     Ok(summary)
 }
 
-/// `--compare-sim`: simulate the live run's scenario and compare, as `servesim validate`.
-fn compare_sim(sc: &crate::scenario::Scenario, run: &LiveRun, summary: &Summary, dir: &Path) -> Result<()> {
+/// `--speed-probe`: the probe before the run and the one after it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SpeedProbes {
+    pub before: SpeedProbe,
+    /// `None` (with `after_error`) when the second probe failed.
+    pub after: Option<SpeedProbe>,
+    pub after_error: Option<String>,
+    /// The factor applied: geometric mean of the two probes (or the first alone).
+    pub factor: f64,
+    /// after / before − 1: how much the server's speed moved during the run.
+    pub drift: Option<f64>,
+}
+
+impl SpeedProbes {
+    fn new(before: SpeedProbe, after: Result<SpeedProbe, String>) -> SpeedProbes {
+        let (after, after_error) = match after {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(e)),
+        };
+        let factor = after.as_ref().map_or(before.factor, |a| (before.factor * a.factor).sqrt());
+        let drift = after.as_ref().map(|a| a.factor / before.factor - 1.0);
+        SpeedProbes { before, after, after_error, factor, drift }
+    }
+
+    fn line(&self) -> String {
+        let one = |p: &SpeedProbe| {
+            format!("real {:.1} ms / sim {:.1} ms = ×{:.3}", p.real_e2e_mean_s * 1e3, p.sim_e2e_mean_s * 1e3, p.factor)
+        };
+        let after = match (&self.after, &self.after_error) {
+            (Some(a), _) => one(a),
+            (None, Some(e)) => format!("failed ({e})"),
+            (None, None) => "-".into(),
+        };
+        let drift = self.drift.map_or(String::new(), |d| {
+            let warn = if d.abs() > DRIFT_WARN {
+                " (the server's speed moved during the run: part of any real-vs-simulated gap is the machine, not the model)"
+            } else {
+                ""
+            };
+            format!("; drift during the run {:+.1} %{warn}", d * 100.0)
+        });
+        format!(
+            "speed probe (burst mean E2E): before {}, after {after}: step times × {:.3}{drift}",
+            one(&self.before),
+            self.factor
+        )
+    }
+}
+
+/// What one speed-probe burst measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SpeedProbe {
+    pub requests: usize,
+    pub completed: usize,
+    pub prompt_tokens: u32,
+    pub output_tokens: u32,
+    pub real_e2e_mean_s: f64,
+    pub sim_e2e_mean_s: f64,
+    /// real / simulated: the factor applied to every simulated step.
+    pub factor: f64,
+    pub endpoint: String,
+}
+
+/// Drift between the two probes beyond which the comparison is flagged.
+const DRIFT_WARN: f64 = 0.10;
+const PROBE_REQUESTS: u32 = 16;
+const PROBE_PROMPT: u32 = 256;
+const PROBE_OUTPUT: u32 = 32;
+
+/// Mean E2E (s) of the completed records, if any.
+fn mean_e2e(records: &[crate::metrics::RequestRecord]) -> Option<f64> {
+    let e: Vec<f64> = records.iter().filter_map(|r| r.e2e_s()).collect();
+    (!e.is_empty()).then(|| e.iter().sum::<f64>() / e.len() as f64)
+}
+
+/// One speed probe: a fixed burst sent to the first endpoint and simulated on one replica of
+/// the scenario's engine. Its prompts come from a seed of their own, so they share no prefix
+/// with the run. Probing before and after the run brackets the machine's speed during it.
+fn speed_probe(
+    file: &Path,
+    sets: &[String],
+    sc: &crate::scenario::Scenario,
+    rt: &tokio::runtime::Runtime,
+    opts: &LiveOptions,
+    nth: u64,
+) -> Result<SpeedProbe> {
+    let prompt = PROBE_PROMPT.min(sc.engine.max_model_len.saturating_sub(PROBE_OUTPUT).max(1));
+    let mut probe_sets = sets.to_vec();
+    probe_sets.extend([
+        format!(
+            "workload={{kind: synthetic, arrival: {{kind: constant, rate: 1000}}, input: {{kind: fixed, tokens: {prompt}}}, \
+             output: {{kind: fixed, tokens: {PROBE_OUTPUT}}}, max_requests: {PROBE_REQUESTS}}}"
+        ),
+        "duration=1s".into(),
+        "replicas=1".into(),
+        // Each probe its own prompts: the second must not hit the first one's cached blocks.
+        format!("seed={}", sc.seed ^ 0x5eed_9e0b_e5ee_d000 ^ nth),
+    ]);
+    if !matches!(sc.autoscaler, crate::autoscaler::AutoscalerConfig::Fixed) {
+        probe_sets.push("autoscaler={kind: fixed}".into());
+    }
+    if sc.faults != crate::faults::FaultsConfig::default() {
+        probe_sets.push("faults={}".into());
+    }
+    let psc = crate::scenario::load(file, &probe_sets).context("building the probe scenario")?;
+    let sim = crate::sim::simulate(&psc).context("simulating the probe burst")?;
+    let sim_mean = mean_e2e(&sim.recorder.records).context("the simulated probe burst completed nothing")?;
+    let mut popts = opts.clone();
+    popts.endpoints.truncate(1);
+    popts.metrics = false;
+    popts.progress = false;
+    popts.rate_scale = 1.0;
+    popts.duration = Duration::from_secs(1);
+    popts.max_requests = None;
+    let streams = crate::rng::RngStreams::new(psc.seed);
+    let base_dir = psc.source.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let workload = crate::workload::build(&psc.workload, &streams, psc.duration, &base_dir)?;
+    let run = super::drive(rt, &popts, workload, &streams, Arc::new(AtomicBool::new(false)))?;
+    let records: Vec<_> = run.rows.iter().map(|r| r.record()).collect();
+    let completed = records.iter().filter(|r| r.outcome == crate::metrics::Outcome::Completed).count();
+    anyhow::ensure!(
+        completed == run.rows.len() && completed == PROBE_REQUESTS as usize,
+        "the probe burst completed {completed} of {} requests; the server is not answering reliably",
+        run.rows.len()
+    );
+    let real_mean = mean_e2e(&records).context("the probe burst completed nothing")?;
+    Ok(SpeedProbe {
+        requests: run.rows.len(),
+        completed,
+        prompt_tokens: prompt,
+        output_tokens: PROBE_OUTPUT,
+        real_e2e_mean_s: real_mean,
+        sim_e2e_mean_s: sim_mean,
+        factor: real_mean / sim_mean,
+        endpoint: popts.endpoints[0].clone(),
+    })
+}
+
+/// The scenario's step-time model with every step × `factor`, as a calibration file in `dir`.
+fn scaled_step_time(
+    sc: &crate::scenario::Scenario,
+    factor: f64,
+    dir: &Path,
+) -> Result<crate::step_time::StepTimeConfig> {
+    use crate::calibrate::{CalibratedModel, CalibrationFile, CalibrationRef, ScaledModel};
+    use crate::step_time::StepTimeConfig;
+    let base_dir = sc.source.parent().unwrap_or(Path::new("."));
+    // A relative calibration file is relative to the scenario, not to the new file.
+    let base = match &sc.engine.step_time {
+        StepTimeConfig::Calibration(CalibrationRef { name: None, file: Some(f) }) if Path::new(f).is_relative() => {
+            let abs = std::path::absolute(base_dir.join(f))?;
+            StepTimeConfig::Calibration(CalibrationRef { name: None, file: Some(abs.to_string_lossy().into_owned()) })
+        }
+        other => other.clone(),
+    };
+    let cal = CalibrationFile {
+        name: format!("{}-speed-probe", sc.name),
+        provenance: format!(
+            "servesim live --speed-probe: the scenario's step-time model × {factor:.4} (real / simulated mean E2E \
+             of {PROBE_REQUESTS}-request bursts sent before and after the run)"
+        ),
+        model: Some(sc.model.id.clone()),
+        hardware: None,
+        fitted_on: vec!["speed probe burst".into()],
+        held_out: vec![],
+        step_time: CalibratedModel::Scaled(ScaledModel { factor, base }),
+        fit: None,
+    };
+    let path = std::path::absolute(dir.join("speed-calibration.yaml"))?;
+    metrics::write_atomic(&path, cal.to_yaml().as_bytes())?;
+    Ok(StepTimeConfig::Calibration(CalibrationRef { name: None, file: Some(path.to_string_lossy().into_owned()) }))
+}
+
+/// `--compare-sim`: simulate the live run's scenario and compare, as `servesim validate`;
+/// with a speed probe, also with the step times scaled to the machine's speed of the moment.
+fn compare_sim(
+    sc: &crate::scenario::Scenario,
+    run: &LiveRun,
+    summary: &Summary,
+    dir: &Path,
+    probe: Option<&SpeedProbes>,
+) -> Result<()> {
     use crate::validate::{RunView, Tolerances, compare, render_text};
     let rec = super::recorder(run);
     let ts = crate::report::data::parse_timeseries_csv(&metrics::render_timeseries_csv(&rec.ticks))?;
     let itl: Vec<f64> = run.rows.iter().flat_map(|r| r.res.itl_ns.iter().map(|&g| g as f64 / 1e9)).collect();
-    let real = RunView::from_records(&rec.records, Some(summary), &itl, Some(summary.simulated_seconds), &ts);
-    let out = crate::sim::simulate(sc).context("simulating the scenario for --compare-sim")?;
-    let sim = RunView::from_sim(&out);
-    let c = compare(&sc.name, &real, &sim, &Tolerances::default(), vec!["live run vs its scenario simulated".into()]);
-    print!("{}", render_text(&c));
-    metrics::write_atomic(&dir.join("comparison.json"), serde_json::to_string_pretty(&c)?.as_bytes())?;
-    let v = crate::validate::cmd::Validated { case_label: sc.name.clone(), comparison: c, real, sim };
-    let html = crate::validate::html::render(std::slice::from_ref(&v), &[])?;
+    let mut real = RunView::from_records(&rec.records, Some(summary), &itl, Some(summary.simulated_seconds), &ts);
+    real.drop_queue();
+    let mut cases = vec![(sc.name.clone(), sc.clone(), "live run vs its scenario simulated".to_string())];
+    if let Some(p) = probe {
+        metrics::write_atomic(&dir.join("speed-probe.json"), serde_json::to_string_pretty(p)?.as_bytes())?;
+        let mut scaled = sc.clone();
+        scaled.engine.step_time = scaled_step_time(sc, p.factor, dir)?;
+        cases.push((
+            format!("{} (speed-probed ×{:.3})", sc.name, p.factor),
+            scaled,
+            format!("step times × {:.3} from the speed probes before and after the run (speed-probe.json)", p.factor),
+        ));
+    }
+    let mut validated = Vec::new();
+    for (label, csc, note) in cases {
+        let out = crate::sim::simulate(&csc).with_context(|| format!("simulating {label} for --compare-sim"))?;
+        let sim = RunView::from_sim(&out);
+        let c =
+            compare(&label, &real, &sim, &Tolerances::default(), vec![note, crate::validate::CLIENT_QUEUE_NOTE.into()]);
+        print!("{}", render_text(&c));
+        validated.push(crate::validate::cmd::Validated { case_label: label, comparison: c, real: real.clone(), sim });
+    }
+    metrics::write_atomic(
+        &dir.join("comparison.json"),
+        serde_json::to_string_pretty(&validated[0].comparison)?.as_bytes(),
+    )?;
+    if let Some(v) = validated.get(1) {
+        metrics::write_atomic(
+            &dir.join("comparison-speed-probed.json"),
+            serde_json::to_string_pretty(&v.comparison)?.as_bytes(),
+        )?;
+    }
+    let html = crate::validate::html::render(&validated, &[])?;
     metrics::write_atomic(&dir.join("validation.html"), html.as_bytes())?;
     println!("comparison: {}", dir.join("comparison.json").display());
     Ok(())

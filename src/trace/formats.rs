@@ -72,6 +72,7 @@ pub fn servesim(path: &Path) -> Result<Trace, TraceError> {
         if let Some(p) = find_file(&dir, "manifest.json") {
             t.manifest = Some(json_file(&p)?);
         }
+        m.client_side = dir.join("live.json").is_file();
         let sc = dir.join("scenario.yaml");
         if sc.is_file() {
             t.scenario = Some(sc);

@@ -158,6 +158,9 @@ pub struct Measured {
     pub span_s: Option<f64>,
     /// Aggregate statistics given by the source (vLLM bench `mean_ttft_ms` …), seconds.
     pub reported: Vec<(String, f64)>,
+    /// Recorded by a client (`servesim live`): the records' queue time is the client's send
+    /// lag, not the server's waiting time, which a client cannot see.
+    pub client_side: bool,
 }
 
 /// A trace read from disk.

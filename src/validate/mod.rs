@@ -36,6 +36,18 @@ pub struct RunView {
     pub running: Vec<(f64, f64)>,
 }
 
+/// Why a live recording's queue time is not compared.
+pub const CLIENT_QUEUE_NOTE: &str =
+    "queue time not compared: a live client sees only its own send lag, not the server's waiting queue";
+
+impl RunView {
+    /// Forgets the queue statistics (a client-side recording's `queue_s` is its send lag).
+    pub fn drop_queue(&mut self) {
+        self.stats.retain(|k, _| !k.starts_with("queue_"));
+        self.dists.remove("queue");
+    }
+}
+
 fn put_stats(v: &mut RunView, metric: &str, s: &Stats) {
     for (q, x) in [("mean", s.mean), ("p50", s.p50), ("p90", s.p90), ("p99", s.p99)] {
         if let Some(x) = x {

@@ -145,7 +145,11 @@ pub fn cases(t: &Trace, opts: &Options) -> Result<Vec<Case>, String> {
         )),
         _ => {
             let m = t.measured.as_ref().ok_or_else(|| format!("{}: no measurements", t.path.display()))?;
-            let real = RunView::from_records(&m.records, m.summary.as_ref(), &m.itl_s, m.span_s, &m.timeseries);
+            let mut real = RunView::from_records(&m.records, m.summary.as_ref(), &m.itl_s, m.span_s, &m.timeseries);
+            if m.client_side {
+                real.drop_queue();
+                notes.push(super::CLIENT_QUEUE_NOTE.into());
+            }
             let sc = match (&t.scenario, &opts.scenario) {
                 (Some(s), None) => {
                     let text = std::fs::read_to_string(s).map_err(|e| format!("reading {}: {e}", s.display()))?;
