@@ -185,6 +185,123 @@ pub enum KvChange {
     Removed(u64),
 }
 
+/// How far ahead lookups and registrations prefetch index slots.
+const PREFETCH_AHEAD: u32 = 8;
+
+/// The hash → block index of private blocks: open addressing with linear probing over
+/// 16-byte slots (hash, block, block epoch).
+///
+/// Why not a `HashMap`: on a coding-assistant day every request registers and later evicts
+/// ~150 private blocks, and the index is far larger than the CPU caches, so each access is
+/// a cache miss. Here evictions do not touch the index at all (an entry whose block epoch
+/// moved on is stale and ignored; stale entries are dropped when the table is rebuilt), and
+/// lookups and registrations walk known hash sequences, so they prefetch the slots a few
+/// positions ahead and overlap the misses.
+#[derive(Clone, Debug)]
+struct HashIndex {
+    slots: Vec<Slot>,
+    mask: usize,
+    /// Occupied slots, valid or stale.
+    len: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    key: u64,
+    /// Block id, or NIL for an empty slot.
+    val: u32,
+    /// The block's epoch when the entry was made.
+    epoch: u32,
+}
+
+const EMPTY_SLOT: Slot = Slot { key: 0, val: NIL, epoch: 0 };
+
+impl HashIndex {
+    /// Room for every block of a pool plus as many stale entries before a rebuild.
+    fn for_blocks(num_blocks: u32) -> Self {
+        let cap = (4 * num_blocks as usize).next_power_of_two().max(16);
+        HashIndex { slots: vec![EMPTY_SLOT; cap], mask: cap - 1, len: 0 }
+    }
+    #[inline]
+    fn home(&self, h: u64) -> usize {
+        // Block hashes are splitmix outputs: their low bits are uniform.
+        h as usize & self.mask
+    }
+    #[inline]
+    fn prefetch(&self, h: u64) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetching is a hint; the address is inside `slots`.
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(self.home(h)) as *const i8);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = h;
+    }
+    /// Slot holding `h`, or the empty slot where it would go.
+    #[inline]
+    fn find(&self, h: u64) -> Result<usize, usize> {
+        let mut i = self.home(h);
+        loop {
+            let s = &self.slots[i];
+            if s.val == NIL {
+                return Err(i);
+            }
+            if s.key == h {
+                return Ok(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+    /// The block indexed under `h` if its entry is still valid.
+    #[inline]
+    fn get(&self, h: u64, epochs: &[u32]) -> Option<BlockId> {
+        match self.find(h) {
+            Ok(i) => {
+                let s = self.slots[i];
+                (epochs[s.val as usize] == s.epoch).then_some(s.val)
+            }
+            Err(_) => None,
+        }
+    }
+    /// Indexes `b` under `h` unless a valid entry for `h` exists (the first one is kept).
+    fn insert_first(&mut self, h: u64, b: BlockId, epochs: &[u32]) {
+        match self.find(h) {
+            Ok(i) => {
+                let s = &mut self.slots[i];
+                if epochs[s.val as usize] != s.epoch {
+                    *s = Slot { key: h, val: b, epoch: epochs[b as usize] };
+                }
+            }
+            Err(i) => {
+                self.slots[i] = Slot { key: h, val: b, epoch: epochs[b as usize] };
+                self.len += 1;
+                if 2 * self.len > self.slots.len() {
+                    self.rebuild(epochs);
+                }
+            }
+        }
+    }
+    /// Drops stale entries (and grows if valid ones alone fill a quarter of the table).
+    fn rebuild(&mut self, epochs: &[u32]) {
+        let valid: Vec<Slot> =
+            self.slots.iter().copied().filter(|s| s.val != NIL && epochs[s.val as usize] == s.epoch).collect();
+        let mut cap = self.slots.len();
+        while 4 * valid.len() > cap {
+            cap *= 2;
+        }
+        self.slots.clear();
+        self.slots.resize(cap, EMPTY_SLOT);
+        self.mask = cap - 1;
+        self.len = 0;
+        for s in valid {
+            let i = self.find(s.key).expect_err("keys are unique");
+            self.slots[i] = s;
+            self.len += 1;
+        }
+    }
+}
+
 pub struct KvCache {
     block_size: u32,
     num_blocks: u32,
@@ -197,11 +314,13 @@ pub struct KvCache {
     tag_pos: Vec<u32>,
     /// Sequence number of the block's valid free-queue entry (0: not in the queue).
     free_seq: Vec<u64>,
+    /// Bumped when the block's cached hash is evicted: index entries made before are stale.
+    epoch: Vec<u32>,
     queue: VecDeque<FreeEntry>,
     seq: u64,
     num_free: u32,
     num_cached: u32,
-    map: IdMap<BlockId>,
+    map: HashIndex,
     chains: Vec<ChainState>,
     events: Option<Vec<KvChange>>,
 }
@@ -221,11 +340,12 @@ impl KvCache {
             tag_chain: vec![NIL; n],
             tag_pos: vec![0; n],
             free_seq: vec![0; n],
+            epoch: vec![0; n],
             queue: VecDeque::with_capacity(n),
             seq: 0,
             num_free: 0,
             num_cached: 0,
-            map: IdMap::default(),
+            map: HashIndex::for_blocks(if prefix_caching { num_blocks } else { 0 }),
             chains: chain_lens
                 .iter()
                 .map(|&l| ChainState { resident: vec![NIL; l as usize], ..Default::default() })
@@ -340,11 +460,8 @@ impl KvCache {
             let h = self.hash[bi];
             let c = self.tag_chain[bi];
             if c == NIL {
-                if let std::collections::hash_map::Entry::Occupied(e) = self.map.entry(h)
-                    && *e.get() == b
-                {
-                    e.remove();
-                }
+                // The index entry (if it names this block) goes stale; no index access here.
+                self.epoch[bi] = self.epoch[bi].wrapping_add(1);
             } else {
                 // Chain-held blocks are found through their chain, not the map.
                 let pos = self.tag_pos[bi];
@@ -359,6 +476,18 @@ impl KvCache {
                 ev.push(KvChange::Removed(h));
             }
         }
+    }
+
+    /// The block indexed under hash `h`, if any.
+    #[inline]
+    fn map_get(&self, h: u64) -> Option<BlockId> {
+        self.map.get(h, &self.epoch)
+    }
+
+    /// Indexes block `b` (cached under `h`) unless another block is indexed under `h` already
+    /// (vLLM's map would keep the first).
+    fn index_block(&mut self, h: u64, b: BlockId) {
+        self.map.insert_first(h, b, &self.epoch);
     }
 
     /// Prefix-cache lookup for a waiting request with `num_tokens` tokens (spec §3.5.1).
@@ -383,8 +512,11 @@ impl KvCache {
         }
         while pos < cap {
             let h = hashes.get(pos).expect("hash within cap");
-            match self.map.get(&h) {
-                Some(&b) => out.blocks.push(b),
+            if let Some(ahead) = hashes.get(pos + PREFETCH_AHEAD).filter(|_| pos + PREFETCH_AHEAD < cap) {
+                self.map.prefetch(ahead);
+            }
+            match self.map_get(h) {
+                Some(b) => out.blocks.push(b),
                 None => break,
             }
             pos += 1;
@@ -480,6 +612,12 @@ impl KvCache {
         });
         for pos in seq.registered..full {
             let h = hashes.get(pos).expect("registering a position without a hash");
+            if seq.index_private
+                && pos >= seq.chain_blocks
+                && let Some(ahead) = hashes.get(pos + PREFETCH_AHEAD).filter(|_| pos + PREFETCH_AHEAD < full)
+            {
+                self.map.prefetch(ahead);
+            }
             // Chain-held positions are registered already, so `pos` is a private block.
             let b = seq.blocks[(pos - hold0) as usize];
             let bi = b as usize;
@@ -515,7 +653,7 @@ impl KvCache {
             self.has_hash[bi] = true;
             self.num_cached += 1;
             if self.tag_chain[bi] == NIL && seq.index_private {
-                self.map.entry(h).or_insert(b);
+                self.index_block(h, b);
             }
             if let Some(ev) = self.events.as_mut() {
                 ev.push(KvChange::Stored(h));
@@ -538,10 +676,11 @@ impl KvCache {
     /// were not indexed (`index_private == false`) are indexed now, before they are freed.
     pub fn free_preempted(&mut self, seq: &mut SeqKv) {
         if !seq.index_private {
-            for &b in &seq.blocks {
+            for i in 0..seq.blocks.len() {
+                let b = seq.blocks[i];
                 let bi = b as usize;
                 if self.has_hash[bi] && self.tag_chain[bi] == NIL {
-                    self.map.entry(self.hash[bi]).or_insert(b);
+                    self.index_block(self.hash[bi], b);
                 }
             }
             seq.index_private = true;
@@ -605,12 +744,56 @@ impl KvCache {
         assert_eq!(free, self.num_free, "free count drifted");
         let cached = self.has_hash.iter().filter(|&&x| x).count() as u32;
         assert_eq!(cached, self.num_cached, "cached count drifted");
+        let mut occupied = 0;
+        for sl in &self.map.slots {
+            if sl.val == NIL {
+                continue;
+            }
+            occupied += 1;
+            let b = sl.val as usize;
+            if self.epoch[b] == sl.epoch {
+                assert!(self.has_hash[b] && self.tag_chain[b] == NIL, "indexed block {b} holds no private hash");
+                assert_eq!(self.hash[b], sl.key, "indexed block {b} holds another hash");
+                assert_eq!(self.map.get(sl.key, &self.epoch), Some(b as u32), "index entry of block {b} unreachable");
+            }
+        }
+        assert_eq!(occupied, self.map.len, "index occupancy drifted");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The index against a map model: first valid entry kept, stale entries invisible,
+    /// rebuilds (forced by a small table) lose nothing valid.
+    #[test]
+    fn hash_index_keeps_first_valid_entry() {
+        use crate::rng::RngStreams;
+        use rand::RngExt;
+        let mut rng = RngStreams::new(11).stream("hash-index", 0);
+        let nb = 40usize;
+        let mut ix = HashIndex::for_blocks(nb as u32);
+        let mut epochs = vec![0u32; nb];
+        let mut model: HashMap<u64, (u32, u32)> = HashMap::new();
+        for step in 0..20_000 {
+            let h = crate::rng::splitmix64(rng.random_range(0..200u64));
+            let b = rng.random_range(1..nb as u32);
+            if rng.random_range(0..3) == 0 {
+                epochs[b as usize] += 1; // evict block b
+            } else {
+                ix.insert_first(h, b, &epochs);
+                let valid = model.get(&h).is_some_and(|&(v, e)| epochs[v as usize] == e);
+                if !valid {
+                    model.insert(h, (b, epochs[b as usize]));
+                }
+            }
+            let q = crate::rng::splitmix64(rng.random_range(0..200u64));
+            let want = model.get(&q).and_then(|&(v, e)| (epochs[v as usize] == e).then_some(v));
+            assert_eq!(ix.get(q, &epochs), want, "step {step}");
+            assert!(2 * ix.len <= ix.slots.len());
+        }
+    }
 
     fn hashes(v: &[u64]) -> SeqHashes<'_> {
         SeqHashes { chain: &[], own: v }
