@@ -217,9 +217,10 @@ struct Slot {
 const EMPTY_SLOT: Slot = Slot { key: 0, val: NIL, epoch: 0 };
 
 impl HashIndex {
-    /// Room for every block of a pool plus as many stale entries before a rebuild.
+    /// Starts small (a pool of 150k blocks would need 8 MiB up front, and most runs index
+    /// far fewer private blocks); rebuilds double it while valid entries fill a quarter.
     fn for_blocks(num_blocks: u32) -> Self {
-        let cap = (4 * num_blocks as usize).next_power_of_two().max(16);
+        let cap = (4 * num_blocks as usize).next_power_of_two().clamp(16, 4096);
         HashIndex { slots: vec![EMPTY_SLOT; cap], mask: cap - 1, len: 0 }
     }
     #[inline]
