@@ -185,6 +185,19 @@ pub enum KvChange {
     Removed(u64),
 }
 
+/// Asks the CPU to start loading `x`'s cache line (a hint; no effect on results).
+#[inline]
+fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` only hints the cache; the address comes from a live reference.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(x as *const T as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 /// How far ahead lookups and registrations prefetch index slots.
 const PREFETCH_AHEAD: u32 = 8;
 
@@ -230,14 +243,7 @@ impl HashIndex {
     }
     #[inline]
     fn prefetch(&self, h: u64) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: prefetching is a hint; the address is inside `slots`.
-        unsafe {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(self.home(h)) as *const i8);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = h;
+        prefetch(&self.slots[self.home(h)]);
     }
     /// Slot holding `h`, or the empty slot where it would go.
     #[inline]
@@ -256,26 +262,26 @@ impl HashIndex {
     }
     /// The block indexed under `h` if its entry is still valid.
     #[inline]
-    fn get(&self, h: u64, epochs: &[u32]) -> Option<BlockId> {
+    fn get<E: Epochs + ?Sized>(&self, h: u64, epochs: &E) -> Option<BlockId> {
         match self.find(h) {
             Ok(i) => {
                 let s = self.slots[i];
-                (epochs[s.val as usize] == s.epoch).then_some(s.val)
+                (epochs.epoch_of(s.val) == s.epoch).then_some(s.val)
             }
             Err(_) => None,
         }
     }
     /// Indexes `b` under `h` unless a valid entry for `h` exists (the first one is kept).
-    fn insert_first(&mut self, h: u64, b: BlockId, epochs: &[u32]) {
+    fn insert_first<E: Epochs + ?Sized>(&mut self, h: u64, b: BlockId, epochs: &E) {
         match self.find(h) {
             Ok(i) => {
                 let s = &mut self.slots[i];
-                if epochs[s.val as usize] != s.epoch {
-                    *s = Slot { key: h, val: b, epoch: epochs[b as usize] };
+                if epochs.epoch_of(s.val) != s.epoch {
+                    *s = Slot { key: h, val: b, epoch: epochs.epoch_of(b) };
                 }
             }
             Err(i) => {
-                self.slots[i] = Slot { key: h, val: b, epoch: epochs[b as usize] };
+                self.slots[i] = Slot { key: h, val: b, epoch: epochs.epoch_of(b) };
                 self.len += 1;
                 if 2 * self.len > self.slots.len() {
                     self.rebuild(epochs);
@@ -284,9 +290,9 @@ impl HashIndex {
         }
     }
     /// Drops stale entries (and grows if valid ones alone fill a quarter of the table).
-    fn rebuild(&mut self, epochs: &[u32]) {
+    fn rebuild<E: Epochs + ?Sized>(&mut self, epochs: &E) {
         let valid: Vec<Slot> =
-            self.slots.iter().copied().filter(|s| s.val != NIL && epochs[s.val as usize] == s.epoch).collect();
+            self.slots.iter().copied().filter(|s| s.val != NIL && epochs.epoch_of(s.val) == s.epoch).collect();
         let mut cap = self.slots.len();
         while 4 * valid.len() > cap {
             cap *= 2;
@@ -303,20 +309,53 @@ impl HashIndex {
     }
 }
 
+/// One block's state.
+#[derive(Clone, Copy, Debug)]
+struct BlockMeta {
+    hash: u64,
+    /// Sequence number of the block's valid free-queue entry (0: not in the queue).
+    free_seq: u64,
+    ref_cnt: u32,
+    /// Chain tag of a block: (chain, position), or (NIL, _).
+    tag_chain: u32,
+    tag_pos: u32,
+    /// Bumped when the block's cached hash is evicted: index entries made before are stale.
+    epoch: u32,
+    has_hash: bool,
+}
+
+impl Default for BlockMeta {
+    fn default() -> Self {
+        BlockMeta { hash: 0, free_seq: 0, ref_cnt: 0, tag_chain: NIL, tag_pos: 0, epoch: 0, has_hash: false }
+    }
+}
+
+/// Where the hash index reads a block's current epoch.
+trait Epochs {
+    fn epoch_of(&self, b: BlockId) -> u32;
+}
+
+impl Epochs for [u32] {
+    #[inline]
+    fn epoch_of(&self, b: BlockId) -> u32 {
+        self[b as usize]
+    }
+}
+
+impl Epochs for [BlockMeta] {
+    #[inline]
+    fn epoch_of(&self, b: BlockId) -> u32 {
+        self[b as usize].epoch
+    }
+}
+
 pub struct KvCache {
     block_size: u32,
     num_blocks: u32,
     prefix_caching: bool,
-    ref_cnt: Vec<u32>,
-    hash: Vec<u64>,
-    has_hash: Vec<bool>,
-    /// Chain tag of a block: (chain, position), or (NIL, _).
-    tag_chain: Vec<u32>,
-    tag_pos: Vec<u32>,
-    /// Sequence number of the block's valid free-queue entry (0: not in the queue).
-    free_seq: Vec<u64>,
-    /// Bumped when the block's cached hash is evicted: index entries made before are stale.
-    epoch: Vec<u32>,
+    /// Per-block state, one record per block: allocation and eviction touch blocks in LRU
+    /// order, i.e. at random ids, so each field in an array of its own cost a cache miss each.
+    meta: Vec<BlockMeta>,
     queue: VecDeque<FreeEntry>,
     seq: u64,
     num_free: u32,
@@ -335,13 +374,7 @@ impl KvCache {
             block_size,
             num_blocks,
             prefix_caching,
-            ref_cnt: vec![0; n],
-            hash: vec![0; n],
-            has_hash: vec![false; n],
-            tag_chain: vec![NIL; n],
-            tag_pos: vec![0; n],
-            free_seq: vec![0; n],
-            epoch: vec![0; n],
+            meta: vec![BlockMeta::default(); n],
             queue: VecDeque::with_capacity(n),
             seq: 0,
             num_free: 0,
@@ -385,14 +418,14 @@ impl KvCache {
 
     fn push_private_free(&mut self, b: BlockId) {
         self.seq += 1;
-        self.free_seq[b as usize] = self.seq;
+        self.meta[b as usize].free_seq = self.seq;
         self.queue.push_back(FreeEntry::Block { b, seq: self.seq });
         self.num_free += 1;
         self.maybe_compact();
     }
     fn take_private_free(&mut self, b: BlockId) {
-        debug_assert!(self.free_seq[b as usize] != 0, "block {b} is not free");
-        self.free_seq[b as usize] = 0;
+        debug_assert!(self.meta[b as usize].free_seq != 0, "block {b} is not free");
+        self.meta[b as usize].free_seq = 0;
         self.num_free -= 1;
     }
     fn release_chain_range(&mut self, c: u32, lo: u32, hi: u32) {
@@ -411,9 +444,9 @@ impl KvCache {
         if self.queue.len() <= 2 * self.num_blocks as usize + 64 {
             return;
         }
-        let (free_seq, chains) = (&self.free_seq, &self.chains);
+        let (meta, chains) = (&self.meta, &self.chains);
         self.queue.retain_mut(|e| match e {
-            FreeEntry::Block { b, seq } => free_seq[*b as usize] == *seq,
+            FreeEntry::Block { b, seq } => meta[*b as usize].free_seq == *seq,
             FreeEntry::Chain { c, lo, hi, seq } => {
                 *lo = (*lo).max(chains[*c as usize].stale_below(*seq));
                 lo < hi
@@ -424,14 +457,17 @@ impl KvCache {
     /// Pops the LRU head, evicting its cached hash.
     fn pop_free(&mut self) -> BlockId {
         loop {
+            if let Some(FreeEntry::Block { b, .. }) = self.queue.get(PREFETCH_AHEAD as usize) {
+                prefetch(&self.meta[*b as usize]);
+            }
             let front = *self.queue.front().expect("pop_free on an empty free queue");
             match front {
                 FreeEntry::Block { b, seq } => {
                     self.queue.pop_front();
-                    if self.free_seq[b as usize] != seq {
+                    if self.meta[b as usize].free_seq != seq {
                         continue;
                     }
-                    self.free_seq[b as usize] = 0;
+                    self.meta[b as usize].free_seq = 0;
                     self.num_free -= 1;
                     self.evict_hash(b);
                     return b;
@@ -457,21 +493,21 @@ impl KvCache {
 
     fn evict_hash(&mut self, b: BlockId) {
         let bi = b as usize;
-        if self.has_hash[bi] {
-            let h = self.hash[bi];
-            let c = self.tag_chain[bi];
+        if self.meta[bi].has_hash {
+            let h = self.meta[bi].hash;
+            let c = self.meta[bi].tag_chain;
             if c == NIL {
                 // The index entry (if it names this block) goes stale; no index access here.
-                self.epoch[bi] = self.epoch[bi].wrapping_add(1);
+                self.meta[bi].epoch = self.meta[bi].epoch.wrapping_add(1);
             } else {
                 // Chain-held blocks are found through their chain, not the map.
-                let pos = self.tag_pos[bi];
+                let pos = self.meta[bi].tag_pos;
                 let st = &mut self.chains[c as usize];
                 st.resident[pos as usize] = NIL;
                 st.resident_prefix = st.resident_prefix.min(pos);
-                self.tag_chain[bi] = NIL;
+                self.meta[bi].tag_chain = NIL;
             }
-            self.has_hash[bi] = false;
+            self.meta[bi].has_hash = false;
             self.num_cached -= 1;
             if let Some(ev) = self.events.as_mut() {
                 ev.push(KvChange::Removed(h));
@@ -482,13 +518,13 @@ impl KvCache {
     /// The block indexed under hash `h`, if any.
     #[inline]
     fn map_get(&self, h: u64) -> Option<BlockId> {
-        self.map.get(h, &self.epoch)
+        self.map.get(h, &self.meta[..])
     }
 
     /// Indexes block `b` (cached under `h`) unless another block is indexed under `h` already
     /// (vLLM's map would keep the first).
     fn index_block(&mut self, h: u64, b: BlockId) {
-        self.map.insert_first(h, b, &self.epoch);
+        self.map.insert_first(h, b, &self.meta[..]);
     }
 
     /// Prefix-cache lookup for a waiting request with `num_tokens` tokens (spec §3.5.1).
@@ -531,7 +567,7 @@ impl KvCache {
             Some(c) if hit.chain_blocks > 0 => hit.chain_blocks.saturating_sub(self.chains[c.0 as usize].max_hold()),
             _ => 0,
         };
-        let evictable_own = hit.blocks.iter().filter(|&&b| self.ref_cnt[b as usize] == 0).count() as u32;
+        let evictable_own = hit.blocks.iter().filter(|&&b| self.meta[b as usize].ref_cnt == 0).count() as u32;
         let need_new = total_tokens.div_ceil(self.block_size).saturating_sub(hit.num_blocks());
         need_new + evictable_chain + evictable_own
     }
@@ -557,10 +593,10 @@ impl KvCache {
             seq.chain_hold = n;
         }
         for &b in &hit.blocks {
-            if self.ref_cnt[b as usize] == 0 {
+            if self.meta[b as usize].ref_cnt == 0 {
                 self.take_private_free(b);
             }
-            self.ref_cnt[b as usize] += 1;
+            self.meta[b as usize].ref_cnt += 1;
             seq.blocks.push(b);
         }
         seq.chain_frozen = seq.chain.is_some() && hit.chain_blocks == seq.chain_blocks && !hit.blocks.is_empty();
@@ -583,7 +619,7 @@ impl KvCache {
         }
         for _ in 0..need {
             let b = self.pop_free();
-            self.ref_cnt[b as usize] = 1;
+            self.meta[b as usize].ref_cnt = 1;
             seq.blocks.push(b);
         }
         if self.prefix_caching {
@@ -622,7 +658,7 @@ impl KvCache {
             // Chain-held positions are registered already, so `pos` is a private block.
             let b = seq.blocks[(pos - hold0) as usize];
             let bi = b as usize;
-            if self.has_hash[bi] {
+            if self.meta[bi].has_hash {
                 continue; // a hit block: already cached
             }
             if pos < seq.chain_blocks && !seq.chain_frozen && pos == hold0 + converted {
@@ -630,18 +666,18 @@ impl KvCache {
                 let resident = self.chains[ci].resident[pos as usize];
                 if resident == NIL {
                     self.chains[ci].resident[pos as usize] = b;
-                    self.tag_chain[bi] = ci as u32;
-                    self.tag_pos[bi] = pos;
-                    self.ref_cnt[bi] -= 1;
-                    debug_assert_eq!(self.ref_cnt[bi], 0);
+                    self.meta[bi].tag_chain = ci as u32;
+                    self.meta[bi].tag_pos = pos;
+                    self.meta[bi].ref_cnt -= 1;
+                    debug_assert_eq!(self.meta[bi].ref_cnt, 0);
                     converted += 1;
                 } else {
                     // Adopt the cached copy; release the duplicate (it holds no hash).
                     if pos >= max_other {
                         adopted_free += 1;
                     }
-                    self.ref_cnt[bi] -= 1;
-                    if self.ref_cnt[bi] == 0 {
+                    self.meta[bi].ref_cnt -= 1;
+                    if self.meta[bi].ref_cnt == 0 {
                         self.push_private_free(b);
                     }
                     converted += 1;
@@ -650,10 +686,10 @@ impl KvCache {
             } else if pos < seq.chain_blocks {
                 seq.chain_frozen = true;
             }
-            self.hash[bi] = h;
-            self.has_hash[bi] = true;
+            self.meta[bi].hash = h;
+            self.meta[bi].has_hash = true;
             self.num_cached += 1;
-            if self.tag_chain[bi] == NIL && seq.index_private {
+            if self.meta[bi].tag_chain == NIL && seq.index_private {
                 self.index_block(h, b);
             }
             if let Some(ev) = self.events.as_mut() {
@@ -680,8 +716,8 @@ impl KvCache {
             for i in 0..seq.blocks.len() {
                 let b = seq.blocks[i];
                 let bi = b as usize;
-                if self.has_hash[bi] && self.tag_chain[bi] == NIL {
-                    self.index_block(self.hash[bi], b);
+                if self.meta[bi].has_hash && self.meta[bi].tag_chain == NIL {
+                    self.index_block(self.meta[bi].hash, b);
                 }
             }
             seq.index_private = true;
@@ -692,9 +728,12 @@ impl KvCache {
     /// Releases all of a sequence's blocks in reverse order (spec §3.5.3).
     pub fn free(&mut self, seq: &mut SeqKv) {
         while let Some(b) = seq.blocks.pop() {
+            if let Some(&ahead) = seq.blocks.len().checked_sub(PREFETCH_AHEAD as usize).map(|i| &seq.blocks[i]) {
+                prefetch(&self.meta[ahead as usize]);
+            }
             let bi = b as usize;
-            self.ref_cnt[bi] -= 1;
-            if self.ref_cnt[bi] == 0 {
+            self.meta[bi].ref_cnt -= 1;
+            if self.meta[bi].ref_cnt == 0 {
                 self.push_private_free(b);
             }
         }
@@ -722,8 +761,8 @@ impl KvCache {
         for e in &self.queue {
             match *e {
                 FreeEntry::Block { b, seq } => {
-                    if self.free_seq[b as usize] == seq {
-                        assert_eq!(self.ref_cnt[b as usize], 0, "free block {b} has references");
+                    if self.meta[b as usize].free_seq == seq {
+                        assert_eq!(self.meta[b as usize].ref_cnt, 0, "free block {b} has references");
                         assert!(!seen[b as usize], "block {b} free twice");
                         seen[b as usize] = true;
                         free += 1;
@@ -743,7 +782,7 @@ impl KvCache {
             }
         }
         assert_eq!(free, self.num_free, "free count drifted");
-        let cached = self.has_hash.iter().filter(|&&x| x).count() as u32;
+        let cached = self.meta.iter().filter(|m| m.has_hash).count() as u32;
         assert_eq!(cached, self.num_cached, "cached count drifted");
         let mut occupied = 0;
         for sl in &self.map.slots {
@@ -752,10 +791,10 @@ impl KvCache {
             }
             occupied += 1;
             let b = sl.val as usize;
-            if self.epoch[b] == sl.epoch {
-                assert!(self.has_hash[b] && self.tag_chain[b] == NIL, "indexed block {b} holds no private hash");
-                assert_eq!(self.hash[b], sl.key, "indexed block {b} holds another hash");
-                assert_eq!(self.map.get(sl.key, &self.epoch), Some(b as u32), "index entry of block {b} unreachable");
+            if self.meta[b].epoch == sl.epoch {
+                assert!(self.meta[b].has_hash && self.meta[b].tag_chain == NIL, "indexed block {b} holds no private hash");
+                assert_eq!(self.meta[b].hash, sl.key, "indexed block {b} holds another hash");
+                assert_eq!(self.map.get(sl.key, &self.meta[..]), Some(b as u32), "index entry of block {b} unreachable");
             }
         }
         assert_eq!(occupied, self.map.len, "index occupancy drifted");
@@ -783,7 +822,7 @@ mod tests {
             if rng.random_range(0..3) == 0 {
                 epochs[b as usize] += 1; // evict block b
             } else {
-                ix.insert_first(h, b, &epochs);
+                ix.insert_first(h, b, &epochs[..]);
                 let valid = model.get(&h).is_some_and(|&(v, e)| epochs[v as usize] == e);
                 if !valid {
                     model.insert(h, (b, epochs[b as usize]));
@@ -791,7 +830,7 @@ mod tests {
             }
             let q = crate::rng::splitmix64(rng.random_range(0..200u64));
             let want = model.get(&q).and_then(|&(v, e)| (epochs[v as usize] == e).then_some(v));
-            assert_eq!(ix.get(q, &epochs), want, "step {step}");
+            assert_eq!(ix.get(q, &epochs[..]), want, "step {step}");
             assert!(2 * ix.len <= ix.slots.len());
         }
     }
@@ -976,7 +1015,7 @@ mod reference {
             }
             for _ in 0..need {
                 let b = self.lru.pop_front().unwrap();
-                if let Some(h) = self.hash[b as usize].take()
+                if let Some(h) = self.meta[b as usize].hash.take()
                     && self.map.get(&h) == Some(&b)
                 {
                     self.map.remove(&h);
@@ -988,7 +1027,7 @@ mod reference {
             while (*registered as usize) < full {
                 let i = *registered as usize;
                 let b = blocks[i];
-                if self.hash[b as usize].is_none() {
+                if self.meta[b as usize].hash.is_none() {
                     let h = hashes[i];
                     match self.map.get(&h).copied() {
                         // servesim's documented deviation: chain duplicates adopt the cached copy.
@@ -1005,7 +1044,7 @@ mod reference {
                             }
                         }
                         _ => {
-                            self.hash[b as usize] = Some(h);
+                            self.meta[b as usize].hash = Some(h);
                             self.map.entry(h).or_insert(b);
                         }
                     }
