@@ -198,6 +198,9 @@ fn prefetch<T>(x: &T) {
     let _ = x;
 }
 
+/// How far ahead the LRU free queue is prefetched: little work per popped entry, so far ahead.
+const QUEUE_PREFETCH_AHEAD: usize = 24;
+
 /// How far ahead lookups and registrations prefetch index slots.
 const PREFETCH_AHEAD: u32 = 8;
 
@@ -231,7 +234,9 @@ const EMPTY_SLOT: Slot = Slot { key: 0, val: NIL, epoch: 0 };
 
 impl HashIndex {
     /// Starts small (a pool of 150k blocks would need 8 MiB up front, and most runs index
-    /// far fewer private blocks); rebuilds double it while valid entries fill a quarter.
+    /// far fewer private blocks); rebuilds double it while valid entries fill an eighth, so
+    /// that a rebuild, which reads every entry's block, follows at least 3/8 of the table in
+    /// new entries.
     fn for_blocks(num_blocks: u32) -> Self {
         let cap = (4 * num_blocks as usize).next_power_of_two().clamp(16, 4096);
         HashIndex { slots: vec![EMPTY_SLOT; cap], mask: cap - 1, len: 0 }
@@ -289,12 +294,12 @@ impl HashIndex {
             }
         }
     }
-    /// Drops stale entries (and grows if valid ones alone fill a quarter of the table).
+    /// Drops stale entries (and grows if valid ones alone fill an eighth of the table).
     fn rebuild<E: Epochs + ?Sized>(&mut self, epochs: &E) {
         let valid: Vec<Slot> =
             self.slots.iter().copied().filter(|s| s.val != NIL && epochs.epoch_of(s.val) == s.epoch).collect();
         let mut cap = self.slots.len();
-        while 4 * valid.len() > cap {
+        while 8 * valid.len() > cap {
             cap *= 2;
         }
         self.slots.clear();
@@ -457,7 +462,7 @@ impl KvCache {
     /// Pops the LRU head, evicting its cached hash.
     fn pop_free(&mut self) -> BlockId {
         loop {
-            if let Some(FreeEntry::Block { b, .. }) = self.queue.get(PREFETCH_AHEAD as usize) {
+            if let Some(FreeEntry::Block { b, .. }) = self.queue.get(QUEUE_PREFETCH_AHEAD) {
                 prefetch(&self.meta[*b as usize]);
             }
             let front = *self.queue.front().expect("pop_free on an empty free queue");
