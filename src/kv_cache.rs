@@ -1020,7 +1020,7 @@ mod reference {
             }
             for _ in 0..need {
                 let b = self.lru.pop_front().unwrap();
-                if let Some(h) = self.meta[b as usize].hash.take()
+                if let Some(h) = self.hash[b as usize].take()
                     && self.map.get(&h) == Some(&b)
                 {
                     self.map.remove(&h);
@@ -1032,7 +1032,7 @@ mod reference {
             while (*registered as usize) < full {
                 let i = *registered as usize;
                 let b = blocks[i];
-                if self.meta[b as usize].hash.is_none() {
+                if self.hash[b as usize].is_none() {
                     let h = hashes[i];
                     match self.map.get(&h).copied() {
                         // servesim's documented deviation: chain duplicates adopt the cached copy.
@@ -1049,7 +1049,7 @@ mod reference {
                             }
                         }
                         _ => {
-                            self.meta[b as usize].hash = Some(h);
+                            self.hash[b as usize] = Some(h);
                             self.map.entry(h).or_insert(b);
                         }
                     }
