@@ -185,23 +185,187 @@ pub enum KvChange {
     Removed(u64),
 }
 
+/// Asks the CPU to start loading `x`'s cache line (a hint; no effect on results).
+#[inline]
+fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` only hints the cache; the address comes from a live reference.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(x as *const T as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
+/// How far ahead the LRU free queue is prefetched: little work per popped entry, so far ahead.
+const QUEUE_PREFETCH_AHEAD: usize = 24;
+
+/// How far ahead lookups and registrations prefetch index slots.
+const PREFETCH_AHEAD: u32 = 8;
+
+/// The hash → block index of private blocks: open addressing with linear probing over
+/// 16-byte slots (hash, block, block epoch).
+///
+/// Why not a `HashMap`: on a coding-assistant day every request registers and later evicts
+/// ~150 private blocks, and the index is far larger than the CPU caches, so each access is
+/// a cache miss. Here evictions do not touch the index at all (an entry whose block epoch
+/// moved on is stale and ignored; stale entries are dropped when the table is rebuilt), and
+/// lookups and registrations walk known hash sequences, so they prefetch the slots a few
+/// positions ahead and overlap the misses.
+#[derive(Clone, Debug)]
+struct HashIndex {
+    slots: Vec<Slot>,
+    mask: usize,
+    /// Occupied slots, valid or stale.
+    len: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    key: u64,
+    /// Block id, or NIL for an empty slot.
+    val: u32,
+    /// The block's epoch when the entry was made.
+    epoch: u32,
+}
+
+const EMPTY_SLOT: Slot = Slot { key: 0, val: NIL, epoch: 0 };
+
+impl HashIndex {
+    /// Starts small (a pool of 150k blocks would need 8 MiB up front, and most runs index
+    /// far fewer private blocks); rebuilds double it while valid entries fill an eighth, so
+    /// that a rebuild, which reads every entry's block, follows at least 3/8 of the table in
+    /// new entries.
+    fn for_blocks(num_blocks: u32) -> Self {
+        let cap = (4 * num_blocks as usize).next_power_of_two().clamp(16, 4096);
+        HashIndex { slots: vec![EMPTY_SLOT; cap], mask: cap - 1, len: 0 }
+    }
+    #[inline]
+    fn home(&self, h: u64) -> usize {
+        // Block hashes are splitmix outputs: their low bits are uniform.
+        h as usize & self.mask
+    }
+    #[inline]
+    fn prefetch(&self, h: u64) {
+        prefetch(&self.slots[self.home(h)]);
+    }
+    /// Slot holding `h`, or the empty slot where it would go.
+    #[inline]
+    fn find(&self, h: u64) -> Result<usize, usize> {
+        let mut i = self.home(h);
+        loop {
+            let s = &self.slots[i];
+            if s.val == NIL {
+                return Err(i);
+            }
+            if s.key == h {
+                return Ok(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+    /// The block indexed under `h` if its entry is still valid.
+    #[inline]
+    fn get<E: Epochs + ?Sized>(&self, h: u64, epochs: &E) -> Option<BlockId> {
+        match self.find(h) {
+            Ok(i) => {
+                let s = self.slots[i];
+                (epochs.epoch_of(s.val) == s.epoch).then_some(s.val)
+            }
+            Err(_) => None,
+        }
+    }
+    /// Indexes `b` under `h` unless a valid entry for `h` exists (the first one is kept).
+    fn insert_first<E: Epochs + ?Sized>(&mut self, h: u64, b: BlockId, epochs: &E) {
+        match self.find(h) {
+            Ok(i) => {
+                let s = &mut self.slots[i];
+                if epochs.epoch_of(s.val) != s.epoch {
+                    *s = Slot { key: h, val: b, epoch: epochs.epoch_of(b) };
+                }
+            }
+            Err(i) => {
+                self.slots[i] = Slot { key: h, val: b, epoch: epochs.epoch_of(b) };
+                self.len += 1;
+                if 2 * self.len > self.slots.len() {
+                    self.rebuild(epochs);
+                }
+            }
+        }
+    }
+    /// Drops stale entries (and grows if valid ones alone fill an eighth of the table).
+    fn rebuild<E: Epochs + ?Sized>(&mut self, epochs: &E) {
+        let valid: Vec<Slot> =
+            self.slots.iter().copied().filter(|s| s.val != NIL && epochs.epoch_of(s.val) == s.epoch).collect();
+        let mut cap = self.slots.len();
+        while 8 * valid.len() > cap {
+            cap *= 2;
+        }
+        self.slots.clear();
+        self.slots.resize(cap, EMPTY_SLOT);
+        self.mask = cap - 1;
+        self.len = 0;
+        for s in valid {
+            let i = self.find(s.key).expect_err("keys are unique");
+            self.slots[i] = s;
+            self.len += 1;
+        }
+    }
+}
+
+/// One block's state.
+#[derive(Clone, Copy, Debug)]
+struct BlockMeta {
+    hash: u64,
+    /// Sequence number of the block's valid free-queue entry (0: not in the queue).
+    free_seq: u64,
+    ref_cnt: u32,
+    /// Chain tag of a block: (chain, position), or (NIL, _).
+    tag_chain: u32,
+    tag_pos: u32,
+    /// Bumped when the block's cached hash is evicted: index entries made before are stale.
+    epoch: u32,
+    has_hash: bool,
+}
+
+impl Default for BlockMeta {
+    fn default() -> Self {
+        BlockMeta { hash: 0, free_seq: 0, ref_cnt: 0, tag_chain: NIL, tag_pos: 0, epoch: 0, has_hash: false }
+    }
+}
+
+/// Where the hash index reads a block's current epoch.
+trait Epochs {
+    fn epoch_of(&self, b: BlockId) -> u32;
+}
+
+impl Epochs for [u32] {
+    #[inline]
+    fn epoch_of(&self, b: BlockId) -> u32 {
+        self[b as usize]
+    }
+}
+
+impl Epochs for [BlockMeta] {
+    #[inline]
+    fn epoch_of(&self, b: BlockId) -> u32 {
+        self[b as usize].epoch
+    }
+}
+
 pub struct KvCache {
     block_size: u32,
     num_blocks: u32,
     prefix_caching: bool,
-    ref_cnt: Vec<u32>,
-    hash: Vec<u64>,
-    has_hash: Vec<bool>,
-    /// Chain tag of a block: (chain, position), or (NIL, _).
-    tag_chain: Vec<u32>,
-    tag_pos: Vec<u32>,
-    /// Sequence number of the block's valid free-queue entry (0: not in the queue).
-    free_seq: Vec<u64>,
+    /// Per-block state, one record per block: allocation and eviction touch blocks in LRU
+    /// order, i.e. at random ids, so each field in an array of its own cost a cache miss each.
+    meta: Vec<BlockMeta>,
     queue: VecDeque<FreeEntry>,
     seq: u64,
     num_free: u32,
     num_cached: u32,
-    map: IdMap<BlockId>,
+    map: HashIndex,
     chains: Vec<ChainState>,
     events: Option<Vec<KvChange>>,
 }
@@ -215,17 +379,12 @@ impl KvCache {
             block_size,
             num_blocks,
             prefix_caching,
-            ref_cnt: vec![0; n],
-            hash: vec![0; n],
-            has_hash: vec![false; n],
-            tag_chain: vec![NIL; n],
-            tag_pos: vec![0; n],
-            free_seq: vec![0; n],
+            meta: vec![BlockMeta::default(); n],
             queue: VecDeque::with_capacity(n),
             seq: 0,
             num_free: 0,
             num_cached: 0,
-            map: IdMap::default(),
+            map: HashIndex::for_blocks(if prefix_caching { num_blocks } else { 0 }),
             chains: chain_lens
                 .iter()
                 .map(|&l| ChainState { resident: vec![NIL; l as usize], ..Default::default() })
@@ -264,14 +423,14 @@ impl KvCache {
 
     fn push_private_free(&mut self, b: BlockId) {
         self.seq += 1;
-        self.free_seq[b as usize] = self.seq;
+        self.meta[b as usize].free_seq = self.seq;
         self.queue.push_back(FreeEntry::Block { b, seq: self.seq });
         self.num_free += 1;
         self.maybe_compact();
     }
     fn take_private_free(&mut self, b: BlockId) {
-        debug_assert!(self.free_seq[b as usize] != 0, "block {b} is not free");
-        self.free_seq[b as usize] = 0;
+        debug_assert!(self.meta[b as usize].free_seq != 0, "block {b} is not free");
+        self.meta[b as usize].free_seq = 0;
         self.num_free -= 1;
     }
     fn release_chain_range(&mut self, c: u32, lo: u32, hi: u32) {
@@ -290,9 +449,9 @@ impl KvCache {
         if self.queue.len() <= 2 * self.num_blocks as usize + 64 {
             return;
         }
-        let (free_seq, chains) = (&self.free_seq, &self.chains);
+        let (meta, chains) = (&self.meta, &self.chains);
         self.queue.retain_mut(|e| match e {
-            FreeEntry::Block { b, seq } => free_seq[*b as usize] == *seq,
+            FreeEntry::Block { b, seq } => meta[*b as usize].free_seq == *seq,
             FreeEntry::Chain { c, lo, hi, seq } => {
                 *lo = (*lo).max(chains[*c as usize].stale_below(*seq));
                 lo < hi
@@ -303,14 +462,17 @@ impl KvCache {
     /// Pops the LRU head, evicting its cached hash.
     fn pop_free(&mut self) -> BlockId {
         loop {
+            if let Some(FreeEntry::Block { b, .. }) = self.queue.get(QUEUE_PREFETCH_AHEAD) {
+                prefetch(&self.meta[*b as usize]);
+            }
             let front = *self.queue.front().expect("pop_free on an empty free queue");
             match front {
                 FreeEntry::Block { b, seq } => {
                     self.queue.pop_front();
-                    if self.free_seq[b as usize] != seq {
+                    if self.meta[b as usize].free_seq != seq {
                         continue;
                     }
-                    self.free_seq[b as usize] = 0;
+                    self.meta[b as usize].free_seq = 0;
                     self.num_free -= 1;
                     self.evict_hash(b);
                     return b;
@@ -336,29 +498,38 @@ impl KvCache {
 
     fn evict_hash(&mut self, b: BlockId) {
         let bi = b as usize;
-        if self.has_hash[bi] {
-            let h = self.hash[bi];
-            let c = self.tag_chain[bi];
+        if self.meta[bi].has_hash {
+            let h = self.meta[bi].hash;
+            let c = self.meta[bi].tag_chain;
             if c == NIL {
-                if let std::collections::hash_map::Entry::Occupied(e) = self.map.entry(h)
-                    && *e.get() == b
-                {
-                    e.remove();
-                }
+                // The index entry (if it names this block) goes stale; no index access here.
+                self.meta[bi].epoch = self.meta[bi].epoch.wrapping_add(1);
             } else {
                 // Chain-held blocks are found through their chain, not the map.
-                let pos = self.tag_pos[bi];
+                let pos = self.meta[bi].tag_pos;
                 let st = &mut self.chains[c as usize];
                 st.resident[pos as usize] = NIL;
                 st.resident_prefix = st.resident_prefix.min(pos);
-                self.tag_chain[bi] = NIL;
+                self.meta[bi].tag_chain = NIL;
             }
-            self.has_hash[bi] = false;
+            self.meta[bi].has_hash = false;
             self.num_cached -= 1;
             if let Some(ev) = self.events.as_mut() {
                 ev.push(KvChange::Removed(h));
             }
         }
+    }
+
+    /// The block indexed under hash `h`, if any.
+    #[inline]
+    fn map_get(&self, h: u64) -> Option<BlockId> {
+        self.map.get(h, &self.meta[..])
+    }
+
+    /// Indexes block `b` (cached under `h`) unless another block is indexed under `h` already
+    /// (vLLM's map would keep the first).
+    fn index_block(&mut self, h: u64, b: BlockId) {
+        self.map.insert_first(h, b, &self.meta[..]);
     }
 
     /// Prefix-cache lookup for a waiting request with `num_tokens` tokens (spec §3.5.1).
@@ -383,8 +554,11 @@ impl KvCache {
         }
         while pos < cap {
             let h = hashes.get(pos).expect("hash within cap");
-            match self.map.get(&h) {
-                Some(&b) => out.blocks.push(b),
+            if let Some(ahead) = hashes.get(pos + PREFETCH_AHEAD).filter(|_| pos + PREFETCH_AHEAD < cap) {
+                self.map.prefetch(ahead);
+            }
+            match self.map_get(h) {
+                Some(b) => out.blocks.push(b),
                 None => break,
             }
             pos += 1;
@@ -398,7 +572,7 @@ impl KvCache {
             Some(c) if hit.chain_blocks > 0 => hit.chain_blocks.saturating_sub(self.chains[c.0 as usize].max_hold()),
             _ => 0,
         };
-        let evictable_own = hit.blocks.iter().filter(|&&b| self.ref_cnt[b as usize] == 0).count() as u32;
+        let evictable_own = hit.blocks.iter().filter(|&&b| self.meta[b as usize].ref_cnt == 0).count() as u32;
         let need_new = total_tokens.div_ceil(self.block_size).saturating_sub(hit.num_blocks());
         need_new + evictable_chain + evictable_own
     }
@@ -424,10 +598,10 @@ impl KvCache {
             seq.chain_hold = n;
         }
         for &b in &hit.blocks {
-            if self.ref_cnt[b as usize] == 0 {
+            if self.meta[b as usize].ref_cnt == 0 {
                 self.take_private_free(b);
             }
-            self.ref_cnt[b as usize] += 1;
+            self.meta[b as usize].ref_cnt += 1;
             seq.blocks.push(b);
         }
         seq.chain_frozen = seq.chain.is_some() && hit.chain_blocks == seq.chain_blocks && !hit.blocks.is_empty();
@@ -450,7 +624,7 @@ impl KvCache {
         }
         for _ in 0..need {
             let b = self.pop_free();
-            self.ref_cnt[b as usize] = 1;
+            self.meta[b as usize].ref_cnt = 1;
             seq.blocks.push(b);
         }
         if self.prefix_caching {
@@ -480,10 +654,16 @@ impl KvCache {
         });
         for pos in seq.registered..full {
             let h = hashes.get(pos).expect("registering a position without a hash");
+            if seq.index_private
+                && pos >= seq.chain_blocks
+                && let Some(ahead) = hashes.get(pos + PREFETCH_AHEAD).filter(|_| pos + PREFETCH_AHEAD < full)
+            {
+                self.map.prefetch(ahead);
+            }
             // Chain-held positions are registered already, so `pos` is a private block.
             let b = seq.blocks[(pos - hold0) as usize];
             let bi = b as usize;
-            if self.has_hash[bi] {
+            if self.meta[bi].has_hash {
                 continue; // a hit block: already cached
             }
             if pos < seq.chain_blocks && !seq.chain_frozen && pos == hold0 + converted {
@@ -491,18 +671,18 @@ impl KvCache {
                 let resident = self.chains[ci].resident[pos as usize];
                 if resident == NIL {
                     self.chains[ci].resident[pos as usize] = b;
-                    self.tag_chain[bi] = ci as u32;
-                    self.tag_pos[bi] = pos;
-                    self.ref_cnt[bi] -= 1;
-                    debug_assert_eq!(self.ref_cnt[bi], 0);
+                    self.meta[bi].tag_chain = ci as u32;
+                    self.meta[bi].tag_pos = pos;
+                    self.meta[bi].ref_cnt -= 1;
+                    debug_assert_eq!(self.meta[bi].ref_cnt, 0);
                     converted += 1;
                 } else {
                     // Adopt the cached copy; release the duplicate (it holds no hash).
                     if pos >= max_other {
                         adopted_free += 1;
                     }
-                    self.ref_cnt[bi] -= 1;
-                    if self.ref_cnt[bi] == 0 {
+                    self.meta[bi].ref_cnt -= 1;
+                    if self.meta[bi].ref_cnt == 0 {
                         self.push_private_free(b);
                     }
                     converted += 1;
@@ -511,11 +691,11 @@ impl KvCache {
             } else if pos < seq.chain_blocks {
                 seq.chain_frozen = true;
             }
-            self.hash[bi] = h;
-            self.has_hash[bi] = true;
+            self.meta[bi].hash = h;
+            self.meta[bi].has_hash = true;
             self.num_cached += 1;
-            if self.tag_chain[bi] == NIL && seq.index_private {
-                self.map.entry(h).or_insert(b);
+            if self.meta[bi].tag_chain == NIL && seq.index_private {
+                self.index_block(h, b);
             }
             if let Some(ev) = self.events.as_mut() {
                 ev.push(KvChange::Stored(h));
@@ -538,10 +718,11 @@ impl KvCache {
     /// were not indexed (`index_private == false`) are indexed now, before they are freed.
     pub fn free_preempted(&mut self, seq: &mut SeqKv) {
         if !seq.index_private {
-            for &b in &seq.blocks {
+            for i in 0..seq.blocks.len() {
+                let b = seq.blocks[i];
                 let bi = b as usize;
-                if self.has_hash[bi] && self.tag_chain[bi] == NIL {
-                    self.map.entry(self.hash[bi]).or_insert(b);
+                if self.meta[bi].has_hash && self.meta[bi].tag_chain == NIL {
+                    self.index_block(self.meta[bi].hash, b);
                 }
             }
             seq.index_private = true;
@@ -552,9 +733,12 @@ impl KvCache {
     /// Releases all of a sequence's blocks in reverse order (spec §3.5.3).
     pub fn free(&mut self, seq: &mut SeqKv) {
         while let Some(b) = seq.blocks.pop() {
+            if let Some(&ahead) = seq.blocks.len().checked_sub(PREFETCH_AHEAD as usize).map(|i| &seq.blocks[i]) {
+                prefetch(&self.meta[ahead as usize]);
+            }
             let bi = b as usize;
-            self.ref_cnt[bi] -= 1;
-            if self.ref_cnt[bi] == 0 {
+            self.meta[bi].ref_cnt -= 1;
+            if self.meta[bi].ref_cnt == 0 {
                 self.push_private_free(b);
             }
         }
@@ -582,8 +766,8 @@ impl KvCache {
         for e in &self.queue {
             match *e {
                 FreeEntry::Block { b, seq } => {
-                    if self.free_seq[b as usize] == seq {
-                        assert_eq!(self.ref_cnt[b as usize], 0, "free block {b} has references");
+                    if self.meta[b as usize].free_seq == seq {
+                        assert_eq!(self.meta[b as usize].ref_cnt, 0, "free block {b} has references");
                         assert!(!seen[b as usize], "block {b} free twice");
                         seen[b as usize] = true;
                         free += 1;
@@ -603,14 +787,58 @@ impl KvCache {
             }
         }
         assert_eq!(free, self.num_free, "free count drifted");
-        let cached = self.has_hash.iter().filter(|&&x| x).count() as u32;
+        let cached = self.meta.iter().filter(|m| m.has_hash).count() as u32;
         assert_eq!(cached, self.num_cached, "cached count drifted");
+        let mut occupied = 0;
+        for sl in &self.map.slots {
+            if sl.val == NIL {
+                continue;
+            }
+            occupied += 1;
+            let b = sl.val as usize;
+            if self.meta[b].epoch == sl.epoch {
+                assert!(self.meta[b].has_hash && self.meta[b].tag_chain == NIL, "indexed block {b} holds no private hash");
+                assert_eq!(self.meta[b].hash, sl.key, "indexed block {b} holds another hash");
+                assert_eq!(self.map.get(sl.key, &self.meta[..]), Some(b as u32), "index entry of block {b} unreachable");
+            }
+        }
+        assert_eq!(occupied, self.map.len, "index occupancy drifted");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The index against a map model: first valid entry kept, stale entries invisible,
+    /// rebuilds (forced by a small table) lose nothing valid.
+    #[test]
+    fn hash_index_keeps_first_valid_entry() {
+        use crate::rng::RngStreams;
+        use rand::RngExt;
+        let mut rng = RngStreams::new(11).stream("hash-index", 0);
+        let nb = 40usize;
+        let mut ix = HashIndex::for_blocks(nb as u32);
+        let mut epochs = vec![0u32; nb];
+        let mut model: HashMap<u64, (u32, u32)> = HashMap::new();
+        for step in 0..20_000 {
+            let h = crate::rng::splitmix64(rng.random_range(0..200u64));
+            let b = rng.random_range(1..nb as u32);
+            if rng.random_range(0..3) == 0 {
+                epochs[b as usize] += 1; // evict block b
+            } else {
+                ix.insert_first(h, b, &epochs[..]);
+                let valid = model.get(&h).is_some_and(|&(v, e)| epochs[v as usize] == e);
+                if !valid {
+                    model.insert(h, (b, epochs[b as usize]));
+                }
+            }
+            let q = crate::rng::splitmix64(rng.random_range(0..200u64));
+            let want = model.get(&q).and_then(|&(v, e)| (epochs[v as usize] == e).then_some(v));
+            assert_eq!(ix.get(q, &epochs[..]), want, "step {step}");
+            assert!(2 * ix.len <= ix.slots.len());
+        }
+    }
 
     fn hashes(v: &[u64]) -> SeqHashes<'_> {
         SeqHashes { chain: &[], own: v }
