@@ -797,9 +797,16 @@ impl KvCache {
             occupied += 1;
             let b = sl.val as usize;
             if self.meta[b].epoch == sl.epoch {
-                assert!(self.meta[b].has_hash && self.meta[b].tag_chain == NIL, "indexed block {b} holds no private hash");
+                assert!(
+                    self.meta[b].has_hash && self.meta[b].tag_chain == NIL,
+                    "indexed block {b} holds no private hash"
+                );
                 assert_eq!(self.meta[b].hash, sl.key, "indexed block {b} holds another hash");
-                assert_eq!(self.map.get(sl.key, &self.meta[..]), Some(b as u32), "index entry of block {b} unreachable");
+                assert_eq!(
+                    self.map.get(sl.key, &self.meta[..]),
+                    Some(b as u32),
+                    "index entry of block {b} unreachable"
+                );
             }
         }
         assert_eq!(occupied, self.map.len, "index occupancy drifted");

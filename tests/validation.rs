@@ -78,8 +78,32 @@ fn recorded_vllm_cpu_traces() {
         }
         assert!(!cs.is_empty(), "no {prefix}* runs in {}", dir.display());
         check(&format!("vllm-cpu {calibration}"), &cs, limits);
+        check_ranking(&format!("vllm-cpu {calibration}"), &cs, RANK_LIMITS);
     }
 }
+
+/// Kendall's τ per statistic: the simulation must order the runs (configurations, rates) as
+/// the real server did, apart from ties within replicate noise.
+fn check_ranking(label: &str, cs: &[Comparison], limits: &[(&str, f64)]) {
+    let r = servesim::validate::ranking(cs);
+    let mut bad = vec![];
+    for (stat, min_tau) in limits {
+        let a = r.iter().find(|a| a.stat == *stat).unwrap_or_else(|| panic!("{label}: no `{stat}` ranked"));
+        let tau = a.tau.unwrap_or(1.0);
+        eprintln!(
+            "{label}: ranking {stat}: tau {tau:.3} ({} same, {} swapped, {} ties) {:?}",
+            a.concordant, a.discordant, a.ties, a.swapped
+        );
+        if tau < *min_tau {
+            bad.push(format!("{stat}: tau {tau:.3} < {min_tau}, swapped {:?}", a.swapped));
+        }
+    }
+    assert!(bad.is_empty(), "{label}: ranking regressed:\n{}", bad.join("\n"));
+}
+
+/// (statistic, minimum Kendall τ) over each model size's runs.
+const RANK_LIMITS: &[(&str, f64)] =
+    &[("e2e_mean", 0.85), ("ttft_mean", 0.8), ("tpot_mean", 0.8), ("throughput_rps", 0.95)];
 
 /// (statistic, median limit, worst limit), in % (pp for hit_rate).
 const VLLM_CPU_LIMITS: &[(&str, f64, f64)] =

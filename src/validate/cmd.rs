@@ -138,12 +138,20 @@ pub fn cmd_validate(a: ValidateArgs) -> Result<ExitCode> {
     }
     let cmps: Vec<Comparison> = all.iter().map(|v| v.comparison.clone()).collect();
     let agg = aggregate(&cmps);
+    let ranks = super::ranking(&cmps);
     if cmps.len() > 1 || a.quiet {
         println!("== aggregate over {} comparisons (absolute error: median / worst) ==", cmps.len());
         print!("{}", render_aggregate(&agg));
     }
+    if cmps.len() > 2 {
+        println!(
+            "== ranking: pairs of runs ordered the same in simulation as in reality (ties: real values within {:.0} %) ==",
+            super::RANK_TIE_GAP * 100.0
+        );
+        print!("{}", super::render_ranking(&ranks));
+    }
     if let Some(p) = &a.json {
-        let v = serde_json::json!({"comparisons": cmps, "aggregate": agg});
+        let v = serde_json::json!({"comparisons": cmps, "aggregate": agg, "ranking": ranks});
         crate::metrics::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
     if let Some(p) = &a.html {

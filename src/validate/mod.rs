@@ -395,6 +395,96 @@ pub fn aggregate(cs: &[Comparison]) -> Vec<Aggregate> {
     out
 }
 
+/// Statistics whose order across runs [`ranking`] checks (what a user compares configurations by).
+pub const RANKED_STATS: [&str; 6] = ["ttft_mean", "ttft_p90", "tpot_mean", "e2e_mean", "e2e_p90", "throughput_rps"];
+
+/// Real pairs closer than this (relative) are ties: replicates of one run differ by that much.
+pub const RANK_TIE_GAP: f64 = 0.05;
+
+/// Does the simulation order runs as reality does? Per statistic over all pairs of runs:
+/// concordant and discordant pairs and Kendall's τ = (C − D) / (C + D). A pair whose real
+/// values are within [`RANK_TIE_GAP`] of each other is a tie and not counted: which of two
+/// replicates ran faster is the machine's noise, not something a simulator can know.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RankAgreement {
+    pub stat: String,
+    pub runs: usize,
+    pub pairs: usize,
+    pub concordant: usize,
+    pub discordant: usize,
+    pub ties: usize,
+    pub tau: Option<f64>,
+    /// Discordant pairs, widest real gap first (at most 5): (run, run, real ratio ≥ 1).
+    pub swapped: Vec<(String, String, f64)>,
+}
+
+pub fn ranking(cs: &[Comparison]) -> Vec<RankAgreement> {
+    let mut out = Vec::new();
+    for stat in RANKED_STATS {
+        let v: Vec<(&str, f64, f64)> = cs
+            .iter()
+            .filter_map(|c| {
+                let r = c.rows.iter().find(|r| r.stat == stat)?;
+                Some((c.label.as_str(), r.real?, r.sim?))
+            })
+            .filter(|(_, r, s)| r.is_finite() && s.is_finite() && *r > 0.0)
+            .collect();
+        if v.len() < 2 {
+            continue;
+        }
+        let (mut c, mut d, mut ties) = (0, 0, 0);
+        let mut swapped = Vec::new();
+        for i in 0..v.len() {
+            for j in i + 1..v.len() {
+                let (a, b) = (v[i], v[j]);
+                let ratio = a.1.max(b.1) / a.1.min(b.1);
+                if ratio - 1.0 < RANK_TIE_GAP || a.2 == b.2 {
+                    ties += 1;
+                } else if (a.1 < b.1) == (a.2 < b.2) {
+                    c += 1;
+                } else {
+                    d += 1;
+                    swapped.push((a.0.to_string(), b.0.to_string(), ratio));
+                }
+            }
+        }
+        swapped.sort_by(|x, y| y.2.total_cmp(&x.2).then_with(|| (&x.0, &x.1).cmp(&(&y.0, &y.1))));
+        swapped.truncate(5);
+        let n = v.len();
+        out.push(RankAgreement {
+            stat: stat.to_string(),
+            runs: n,
+            pairs: n * (n - 1) / 2,
+            concordant: c,
+            discordant: d,
+            ties,
+            tau: (c + d > 0).then(|| (c as f64 - d as f64) / (c + d) as f64),
+            swapped,
+        });
+    }
+    out
+}
+
+pub fn render_ranking(r: &[RankAgreement]) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{:<16} {:>5} {:>6} {:>6} {:>6} {:>6}  widest swapped pair (real ratio)",
+        "statistic", "runs", "same", "swap", "ties", "tau"
+    );
+    for a in r {
+        let sw = a.swapped.first().map_or("-".to_string(), |(x, y, q)| format!("{x} / {y} ({q:.2}×)"));
+        let tau = a.tau.map_or("-".to_string(), |x| format!("{x:.3}"));
+        let _ = writeln!(
+            t,
+            "{:<16} {:>5} {:>6} {:>6} {:>6} {:>6}  {sw}",
+            a.stat, a.runs, a.concordant, a.discordant, a.ties, tau
+        );
+    }
+    t
+}
+
 pub fn render_aggregate(a: &[Aggregate]) -> String {
     use std::fmt::Write as _;
     let mut t = String::new();

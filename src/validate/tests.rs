@@ -107,3 +107,27 @@ fn reconstructs_request_traces_and_stage_summaries() {
     let e = reconstruct::cases(&t, &reconstruct::Options::default()).err().unwrap();
     assert!(e.contains("no latencies"), "{e}");
 }
+
+/// Four runs' E2E means: the simulation swaps b and c (real 0.20 < 0.30, sim 0.35 > 0.25),
+/// and d is a replicate of a (real within 5 %): 4 concordant, 1 discordant, 1 tie.
+#[test]
+fn ranking_counts_concordant_discordant_and_replicate_ties() {
+    let mk = |label: &str, real: f64, sim: f64| {
+        let (mut r, mut s) = (RunView::default(), RunView::default());
+        r.stats.insert("e2e_mean".into(), real);
+        s.stats.insert("e2e_mean".into(), sim);
+        compare(label, &r, &s, &Tolerances::default(), vec![])
+    };
+    let cs = [mk("a", 0.10, 0.12), mk("b", 0.20, 0.35), mk("c", 0.30, 0.25), mk("d", 0.104, 0.09)];
+    let r = ranking(&cs);
+    assert_eq!(r.len(), 1, "only e2e_mean has values");
+    let e = &r[0];
+    assert_eq!((e.stat.as_str(), e.runs, e.pairs), ("e2e_mean", 4, 6));
+    assert_eq!((e.concordant, e.discordant, e.ties), (4, 1, 1));
+    assert!((e.tau.unwrap() - 0.6).abs() < 1e-12);
+    assert_eq!(e.swapped.len(), 1);
+    assert_eq!((e.swapped[0].0.as_str(), e.swapped[0].1.as_str()), ("b", "c"));
+    assert!((e.swapped[0].2 - 1.5).abs() < 1e-12);
+    let text = render_ranking(&r);
+    assert!(text.contains("e2e_mean") && text.contains("0.600") && text.contains("b / c (1.50×)"), "{text}");
+}
