@@ -530,8 +530,12 @@ impl<'a> Simulation<'a> {
                 assert!(ok, "allocation after can_admit must succeed");
                 rep.waiting.pop_front();
                 rep.running.push(slot);
-                rep.totals.prefix_queries += num_tokens as u64;
-                rep.totals.prefix_hits += hit_tokens as u64;
+                // vLLM counts a resumed preempted request in separate `preempted_*`
+                // counters, not in the prefix-cache queries/hits its metrics export.
+                if a.preemptions == 0 {
+                    rep.totals.prefix_queries += num_tokens as u64;
+                    rep.totals.prefix_hits += hit_tokens as u64;
+                }
                 if a.scheduled.is_none() {
                     a.scheduled = Some(now);
                     a.cached_tokens = hit_tokens;
