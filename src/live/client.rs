@@ -128,6 +128,13 @@ pub struct RequestJob {
     pub url: Arc<str>,
     pub pieces: Vec<Piece>,
     pub max_tokens: u32,
+    /// Ids the server generated for earlier answers, by the answer's content key: a piece with
+    /// such a key is sent as those ids (what a chat client resends as history), not as the
+    /// key's hashed stand-ins.
+    pub answers: tokens::Answers,
+    /// Ask for the generated token ids (`return_token_ids`, vLLM): the answer is part of a
+    /// later turn's prompt.
+    pub want_token_ids: bool,
 }
 
 /// What happened to one request. Times are ns since the run's start instant.
@@ -156,6 +163,8 @@ pub struct LiveResult {
     pub error_detail: Option<String>,
     pub finish_reason: Option<String>,
     pub attempts: u32,
+    /// Generated token ids when the job asked for them (`return_token_ids`).
+    pub output_ids: Vec<u32>,
 }
 
 impl LiveResult {
@@ -186,6 +195,9 @@ struct Choice {
     delta: Option<Delta>,
     #[serde(default)]
     finish_reason: Option<String>,
+    /// vLLM `return_token_ids`: this chunk's generated ids.
+    #[serde(default)]
+    token_ids: Option<Vec<u32>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -220,6 +232,17 @@ fn nonempty(s: &Option<String>) -> bool {
 
 /// The JSON body of a streaming request.
 pub fn build_body(s: &RequestSettings, pieces: &[Piece], max_tokens: u32) -> Vec<u8> {
+    build_body_with(s, pieces, max_tokens, &tokens::Answers::default(), false)
+}
+
+/// [`build_body`] with earlier answers' ids substituted and optionally `return_token_ids`.
+pub fn build_body_with(
+    s: &RequestSettings,
+    pieces: &[Piece],
+    max_tokens: u32,
+    answers: &tokens::Answers,
+    want_token_ids: bool,
+) -> Vec<u8> {
     let n = tokens::count(pieces) as usize;
     let mut b = Vec::with_capacity(160 + n * 5);
     b.extend_from_slice(b"{\"model\":");
@@ -227,7 +250,7 @@ pub fn build_body(s: &RequestSettings, pieces: &[Piece], max_tokens: u32) -> Vec
     match s.api {
         Api::Completions => {
             b.extend_from_slice(b",\"prompt\":");
-            tokens::write_ids_json(pieces, s.vocab, &mut b);
+            tokens::write_ids_json_with(pieces, s.vocab, answers, &mut b);
         }
         Api::Chat => {
             b.extend_from_slice(b",\"messages\":[{\"role\":\"user\",\"content\":");
@@ -239,7 +262,11 @@ pub fn build_body(s: &RequestSettings, pieces: &[Piece], max_tokens: u32) -> Vec
     b.extend_from_slice(itoa::Buffer::new().format(max_tokens).as_bytes());
     b.extend_from_slice(b",\"temperature\":0,\"stream\":true,\"stream_options\":{\"include_usage\":true");
     if s.vllm_extensions {
-        b.extend_from_slice(b",\"continuous_usage_stats\":true},\"ignore_eos\":true}");
+        b.extend_from_slice(b",\"continuous_usage_stats\":true},\"ignore_eos\":true");
+        if want_token_ids && s.api == Api::Completions {
+            b.extend_from_slice(b",\"return_token_ids\":true");
+        }
+        b.push(b'}');
     } else {
         b.extend_from_slice(b"}}");
     }
@@ -261,7 +288,7 @@ pub async fn execute(client: reqwest::Client, s: Arc<RequestSettings>, job: Requ
         completion_requested: job.max_tokens,
         ..Default::default()
     };
-    let body = Bytes::from(build_body(&s, &job.pieces, job.max_tokens));
+    let body = Bytes::from(build_body_with(&s, &job.pieces, job.max_tokens, &job.answers, job.want_token_ids));
     drop(job.pieces);
     loop {
         r.attempts += 1;
@@ -462,6 +489,11 @@ impl StreamState {
             content |= nonempty(&ch.text);
             if let Some(d) = &ch.delta {
                 content |= nonempty(&d.content) || nonempty(&d.reasoning_content) || nonempty(&d.reasoning);
+            }
+            if let Some(ids) = ch.token_ids.as_deref().filter(|t| !t.is_empty()) {
+                // Ids whose text is empty (a partial character) are tokens all the same.
+                content = true;
+                r.output_ids.extend_from_slice(ids);
             }
             if let Some(f) = &ch.finish_reason {
                 self.finish_reason_seen = true;

@@ -185,6 +185,12 @@ async fn send_plain(sock: &mut TcpStream, status: u16, ctype: &str, body: &str) 
     sock.write_all(s.as_bytes()).await
 }
 
+/// The mock's `i`-th generated token id for request `id` (deterministic, in [4096, 8192): never
+/// one of the client's stand-in ids for a 4096 vocabulary).
+pub fn generated_id(id: u64, i: u32) -> u32 {
+    4096 + (crate::rng::splitmix64(id.wrapping_mul(0x9E37_79B9) ^ i as u64) % 4096) as u32
+}
+
 async fn chunk(sock: &mut TcpStream, data: &str) -> std::io::Result<()> {
     let s = format!("{:x}\r\n{}\r\n", data.len(), data);
     sock.write_all(s.as_bytes()).await
@@ -268,8 +274,8 @@ async fn serve_completion(sock: &mut TcpStream, req: &Req, chat: bool, cfg: &Moc
     if attempt == 1 {
         st.prompts.lock().unwrap().insert(id, ids.clone());
     }
+    let bs = cfg.block_size.max(1) as usize;
     let cached = {
-        let bs = cfg.block_size.max(1) as usize;
         let mut cache = st.cache.lock().unwrap();
         let mut h = 0x1234_5678u64;
         let mut hit = 0usize;
@@ -290,6 +296,7 @@ async fn serve_completion(sock: &mut TcpStream, req: &Req, chat: bool, cfg: &Moc
         }
         hit.min(ids.len().saturating_sub(1)) as u32
     };
+    let token_ids = !chat && body["return_token_ids"].as_bool() == Some(true);
     let prompt_tokens = ids.len() as u32;
     st.prefix_queries.fetch_add(prompt_tokens as u64, Relaxed);
     st.prefix_hits.fetch_add(cached as u64, Relaxed);
@@ -361,19 +368,36 @@ async fn serve_completion(sock: &mut TcpStream, req: &Req, chat: bool, cfg: &Moc
         let last = i + 1 == out;
         let fin = if last && fault != Some(Fault::NoDone) { "\"length\"" } else { "null" };
         let u = if continuous { usage(i + 1) } else { "null".to_string() };
+        let tid = if token_ids { format!(",\"token_ids\":[{}]", generated_id(id, i)) } else { String::new() };
         let ev = if chat {
             format!(
                 "data: {{\"id\":\"m\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\" t\"}},\"finish_reason\":{fin}}}],\"usage\":{u}}}\n\n"
             )
         } else {
             format!(
-                "data: {{\"id\":\"m\",\"object\":\"text_completion\",\"choices\":[{{\"index\":0,\"text\":\" t\",\"finish_reason\":{fin}}}],\"usage\":{u}}}\n\n"
+                "data: {{\"id\":\"m\",\"object\":\"text_completion\",\"choices\":[{{\"index\":0,\"text\":\" t\"{tid},\"finish_reason\":{fin}}}],\"usage\":{u}}}\n\n"
             )
         };
         if chunk(sock, &ev).await.is_err() {
             return false;
         }
         st.generation_tokens.fetch_add(1, Relaxed);
+    }
+    // Like vLLM, the generated tokens' full blocks are cached too (whether or not the client
+    // asked for their ids): a next turn that resends them hits.
+    {
+        let mut cache = st.cache.lock().unwrap();
+        let all: Vec<u32> = ids.iter().copied().chain((0..out).map(|i| generated_id(id, i))).collect();
+        let mut h = 0x1234_5678u64;
+        for blk in all.chunks(bs) {
+            if blk.len() < bs {
+                break;
+            }
+            for &t in blk {
+                h = crate::rng::splitmix64(h ^ t as u64);
+            }
+            cache.insert(h);
+        }
     }
     if fault != Some(Fault::NoDone) {
         if include_usage {

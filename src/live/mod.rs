@@ -427,6 +427,8 @@ pub fn drive(
     let mut last_pb = Instant::now();
     let (n_ok, n_failed) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0u64));
 
+    // Generated ids of completed session turns, by output key (resent as history).
+    let answers: std::cell::RefCell<HashMap<u64, Arc<Vec<u32>>>> = Default::default();
     // Completion handling (shared by the wait and spin paths).
     let on_msg = |m: Msg,
                   workload: &mut Box<dyn Workload>,
@@ -448,6 +450,9 @@ pub fn drive(
             n_ok.set(n_ok.get() + 1);
         } else {
             n_failed.set(n_failed.get() + 1);
+        }
+        if ok && !r.output_ids.is_empty() {
+            answers.borrow_mut().insert(p.spec.output_key, Arc::new(r.output_ids.clone()));
         }
         workload.on_finished(to_work(now), &p.spec, if ok { Finish::Completed } else { Finish::Rejected });
         rows.push(LiveRow {
@@ -535,12 +540,19 @@ pub fn drive(
         let ep = router.route(SimTime(ns_since(t0)), &spec, workload.arena(), &cands, &mut rng).0 as usize;
         let ep = ep.min(n_ep - 1);
         in_flight[ep] += 1;
+        let pieces = tokens::prompt_pieces(&spec.content, workload.arena());
+        let answers = tokens::Answers(
+            pieces.iter().filter_map(|p| answers.borrow().get(&p.key).map(|ids| (p.key, ids.clone()))).collect(),
+        );
         let job = RequestJob {
             id: spec.id,
             endpoint: ep,
             url: urls[ep].clone(),
-            pieces: tokens::prompt_pieces(&spec.content, workload.arena()),
+            pieces,
             max_tokens: spec.output.0,
+            answers,
+            // A session's answer is part of its next turn's prompt.
+            want_token_ids: spec.session.is_some(),
         };
         let (client, settings, tx) = (client.clone(), settings.clone(), tx.clone());
         let dispatched_ns = ns_since(t0);

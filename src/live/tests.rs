@@ -243,7 +243,7 @@ fn sessions_run_closed_loop_and_later_turns_hit_the_cache() {
     let o = opts(vec![m.url()], 1.5);
     let w = wl(
         "kind: sessions\narrival: {kind: poisson, rate: 4}\nturns: {kind: fixed, tokens: 3}\n\
-         system_prompt_len: 48\nuser_message: {kind: fixed, tokens: 20}\noutput: {kind: fixed, tokens: 6}\n\
+         system_prompt_len: 48\nuser_message: {kind: fixed, tokens: 20}\noutput: {kind: fixed, tokens: 20}\n\
          think_time: 100ms\n",
         1.5,
     );
@@ -261,8 +261,18 @@ fn sessions_run_closed_loop_and_later_turns_hit_the_cache() {
         // the old prompt.
         let (a, b) = (&v[0], &v[1]);
         assert!(b.scheduled_ns >= a.res.last_token_ns.unwrap());
-        assert!(b.res.prompt_tokens_sent > a.res.prompt_tokens_sent);
-        assert!(b.res.cached_tokens.unwrap() >= 48, "{:?}", b.res.cached_tokens);
+        assert_eq!((a.res.prompt_tokens_sent, b.res.prompt_tokens_sent), (68, 108));
+        // The history resends the ids the server generated (asked for with return_token_ids),
+        // not the answer's stand-ins: turn 1 ends at 68 + 20 = 88 tokens, 5 full blocks of 16,
+        // the fifth holding 12 answer tokens; all 80 tokens hit. With stand-ins: 64.
+        assert_eq!(a.res.output_ids, (0..20).map(|i| super::mock::generated_id(a.res.id.0, i)).collect::<Vec<_>>());
+        let sent = m.stats.prompts.lock().unwrap()[&b.res.id.0].clone();
+        assert_eq!(sent[68..88], a.res.output_ids[..]);
+        assert_eq!(b.res.cached_tokens, Some(80));
+        if let Some(c) = v.get(2) {
+            // 108 + 20 = 128 tokens, 8 full blocks.
+            assert_eq!((c.res.prompt_tokens_sent, c.res.cached_tokens), (148, Some(128)));
+        }
     }
 }
 

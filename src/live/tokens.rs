@@ -34,18 +34,47 @@ pub fn count(pieces: &[Piece]) -> u32 {
     pieces.iter().map(|p| p.len).sum()
 }
 
+/// Token ids the server generated for earlier answers, by the answer's content key
+/// (`output_key`). A multi-turn client resends the answer it received as history; sending
+/// the key's hashed stand-ins instead would make the server miss its own cached answer blocks
+/// (the simulator assumes the history is what was generated, as in a real chat).
+#[derive(Clone, Debug, Default)]
+pub struct Answers(pub Vec<(u64, std::sync::Arc<Vec<u32>>)>);
+
+impl Answers {
+    /// Id of token `(key, offset)`: the recorded answer's where there is one.
+    #[inline]
+    pub fn id(&self, key: u64, offset: u32, vocab: u32) -> u32 {
+        for (k, ids) in &self.0 {
+            if *k == key
+                && let Some(&id) = ids.get(offset as usize)
+            {
+                return id;
+            }
+        }
+        token_id(key, offset, vocab)
+    }
+}
+
 /// Appends the prompt as a JSON array of ids (`[12,345,...]`) to `out`.
 pub fn write_ids_json(pieces: &[Piece], vocab: u32, out: &mut Vec<u8>) {
+    write_ids_json_with(pieces, vocab, &Answers::default(), out)
+}
+
+/// [`write_ids_json`] with earlier answers' generated ids in place of their stand-ins.
+pub fn write_ids_json_with(pieces: &[Piece], vocab: u32, answers: &Answers, out: &mut Vec<u8>) {
     out.push(b'[');
     let mut first = true;
     let mut buf = itoa::Buffer::new();
     for p in pieces {
+        let recorded = answers.0.iter().any(|(k, _)| *k == p.key);
         for o in p.start..p.start + p.len {
             if !first {
                 out.push(b',');
             }
             first = false;
-            out.extend_from_slice(buf.format(token_id(p.key, o, vocab)).as_bytes());
+            let id = if recorded { answers.id(p.key, o, vocab) } else { token_id(p.key, o, vocab) };
+            out.extend_from_slice(buf.format(id).as_bytes());
         }
     }
     out.push(b']');
