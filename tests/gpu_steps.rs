@@ -158,3 +158,52 @@ fn h100_catalog_efficiencies_match_measured_gemms() {
     let kv: Vec<f64> = parts.iter().filter(|p| p.0 == "decode_attention" && p.1 >= 32).map(|p| p.5).collect();
     assert!(kv.iter().all(|g| *g / gpu.hbm_bandwidth_gbps >= gpu.efficiency.bandwidth), "{kv:?}");
 }
+
+/// The AIConfigurator path end to end: a calibration built only from AIConfigurator's H100
+/// kernel tables (vLLM 0.19 GEMMs and all-reduce, ../shared/data/aiconfigurator) against the
+/// steps measured on the H100. Prints the per-regime error that validation/gpu/README.md
+/// quotes and pins it. Skipped, with a notice, when the shared data is absent.
+#[test]
+fn aiconfigurator_calibration_vs_measured_h100_llama_8b() {
+    let dir = std::env::var_os("SERVESIM_SHARED_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+        .join("aiconfigurator");
+    if !dir.is_dir() {
+        eprintln!("SKIPPED aiconfigurator_calibration_vs_measured_h100_llama_8b: {} not found", dir.display());
+        return;
+    }
+    let model = catalog::model("llama-3.1-8b").unwrap();
+    let gpu = catalog::gpu("h100_sxm").unwrap();
+    let cal = servesim::calibrate::profiles::from_aiconfigurator(&dir, model, gpu, 1, 8192, 256, "aic-h100").unwrap();
+    let m = servesim::calibrate::build_model(&cal.step_time, &cal.name, model, gpu, 1, Path::new(".")).unwrap();
+    let mut by_regime: [(Vec<f64>, &str); 3] = [(vec![], "decode"), (vec![], "prefill"), (vec![], "mixed")];
+    for r in &load() {
+        let pred_us = m.step_time(&r.shape).as_nanos() as f64 / 1000.0;
+        let s = &r.shape;
+        let regime = match (s.prefill_tokens > 0, s.decode_seqs > 0) {
+            (false, true) => 0,
+            (true, false) => 1,
+            _ => 2,
+        };
+        by_regime[regime].0.push((pred_us - r.measured_us) / r.measured_us);
+    }
+    let mut meds = Vec::new();
+    for (errs, name) in &by_regime {
+        let abs: Vec<f64> = errs.iter().map(|e| e.abs()).collect();
+        println!(
+            "aiconfigurator {name}: n={} median |error| {:.1}%, signed median {:+.1}%, worst {:.1}%",
+            errs.len(),
+            median(abs.clone()) * 100.0,
+            median(errs.clone()) * 100.0,
+            abs.iter().cloned().fold(0.0, f64::max) * 100.0
+        );
+        meds.push(median(abs));
+    }
+    // Pinned a little above the measured figures (validation/gpu/README.md).
+    for (med, lim) in meds.iter().zip(AIC_LIMITS) {
+        assert!(*med <= lim, "median |error| {med:.3} > {lim}");
+    }
+}
+
+const AIC_LIMITS: [f64; 3] = [0.22, 0.45, 0.36];
