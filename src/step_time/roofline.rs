@@ -184,7 +184,8 @@ impl Roofline {
         let pairs = (b.decode_context + b.decode_seqs as u64) as f64
             + pt * (b.prefill_context as f64 / ps + 0.5 * (pt / ps + 1.0));
         let tc = self.lin_ns_per_token * t + self.lm_head_ns_per_seq * seqs + self.attn_ns_per_pair * pairs;
-        let touched = self.experts * (1.0 - (t * self.ln_keep).exp());
+        // Dense models (no experts) skip the exp(): 0 × finite is 0 either way.
+        let touched = if self.experts == 0.0 { 0.0 } else { self.experts * (1.0 - (t * self.ln_keep).exp()) };
         let kv_tokens = (b.prefill_context + b.decode_context) as f64 + t;
         let tm = self.dense_weights_ns + self.expert_ns * touched + self.kv_ns_per_token * kv_tokens;
         let (hi, lo) = if tc >= tm { (tc, tm) } else { (tm, tc) };
