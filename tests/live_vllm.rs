@@ -6,7 +6,8 @@
 //!
 //! (`validation/vllm-cpu/e2e.sh` does all four.) Checks request counts, exact prompt and output
 //! token lengths (token-id prompts + ignore_eos), per-request cached tokens on a shared-prefix
-//! workload, and that the scraped /metrics moved.
+//! workload, and that the scraped /metrics moved; and that multi-turn sessions resend the ids the
+//! server generated, so that vLLM hits its cached answer blocks.
 #![cfg(feature = "live")]
 
 use servesim::live::client::{Api, RequestSettings};
@@ -35,32 +36,7 @@ fn live_against_vllm_cpu() {
     let cfg: servesim::workload::WorkloadConfig = serde_saphyr::from_str(yaml).unwrap();
     let streams = RngStreams::new(salt);
     let w = servesim::workload::build(&cfg, &streams, SimDuration::from_secs(10), std::path::Path::new(".")).unwrap();
-    let opts = LiveOptions {
-        endpoints: vec![servesim::live::normalize_endpoint(&url).unwrap()],
-        settings: RequestSettings {
-            model,
-            api: Api::Completions,
-            vocab: 4096,
-            vllm_extensions: true,
-            retries: 0,
-            retry_backoff: Duration::from_millis(100),
-            request_timeout: Duration::from_secs(120),
-            stall_timeout: Duration::from_secs(60),
-            api_key: None,
-        },
-        router: Default::default(),
-        base_dir: ".".into(),
-        block_size: 32,
-        metrics: true,
-        metrics_interval: Duration::from_millis(250),
-        rate_scale: 1.0,
-        duration: Duration::from_secs(10),
-        drain: Duration::from_secs(60),
-        max_concurrency: None,
-        max_requests: None,
-        connect_timeout: Duration::from_secs(5),
-        progress: false,
-    };
+    let opts = options(&url, model, 10);
     let rt = runtime().unwrap();
     let run = drive(&rt, &opts, w, &streams, Arc::new(AtomicBool::new(false))).unwrap();
     assert_eq!(run.rows.len(), 48);
@@ -94,4 +70,71 @@ fn live_against_vllm_cpu() {
         tpot[24] * 1e3,
         tpot[43] * 1e3
     );
+}
+
+fn options(url: &str, model: String, secs: u64) -> LiveOptions {
+    LiveOptions {
+        endpoints: vec![servesim::live::normalize_endpoint(url).unwrap()],
+        settings: RequestSettings {
+            model,
+            api: Api::Completions,
+            vocab: 4096,
+            vllm_extensions: true,
+            retries: 0,
+            retry_backoff: Duration::from_millis(100),
+            request_timeout: Duration::from_secs(120),
+            stall_timeout: Duration::from_secs(60),
+            api_key: None,
+        },
+        router: Default::default(),
+        base_dir: ".".into(),
+        block_size: 32,
+        metrics: true,
+        metrics_interval: Duration::from_millis(250),
+        rate_scale: 1.0,
+        duration: Duration::from_secs(secs),
+        drain: Duration::from_secs(60),
+        max_concurrency: None,
+        max_requests: None,
+        connect_timeout: Duration::from_secs(5),
+        progress: false,
+    }
+}
+
+/// Two-turn sessions: turn 1 is a 64-token system prompt + 40-token message (104 tokens) and
+/// a 40-token answer; turn 2 resends both plus a new 40-token message (184 tokens). vLLM cached
+/// the full blocks of prompt + generated answer (144 tokens: 4 blocks of 32), so turn 2 hits
+/// exactly 128 tokens, which it can only do if the history carries the ids vLLM generated
+/// (stand-in ids would stop the hit at the prompt's 3 full blocks, 96 tokens).
+#[test]
+#[ignore = "needs a running vLLM: set SERVESIM_VLLM_URL (see validation/vllm-cpu/)"]
+fn sessions_resend_generated_ids_and_hit_the_answer_blocks() {
+    let Ok(url) = std::env::var("SERVESIM_VLLM_URL") else {
+        eprintln!("SERVESIM_VLLM_URL not set; skipping");
+        return;
+    };
+    let model = std::env::var("SERVESIM_VLLM_MODEL").unwrap_or_else(|_| "tiny-llama".into());
+    let yaml = "kind: sessions\narrival: {kind: poisson, rate: 2}\nturns: {kind: fixed, tokens: 2}\n\
+                system_prompt_len: 64\nuser_message: {kind: fixed, tokens: 40}\noutput: {kind: fixed, tokens: 40}\n\
+                think_time: 100ms\n";
+    let cfg: servesim::workload::WorkloadConfig = serde_saphyr::from_str(yaml).unwrap();
+    let streams = RngStreams::new(std::process::id() as u64 ^ 0x5e55);
+    let w = servesim::workload::build(&cfg, &streams, SimDuration::from_secs(6), std::path::Path::new(".")).unwrap();
+    let rt = runtime().unwrap();
+    let run = drive(&rt, &options(&url, model, 6), w, &streams, Arc::new(AtomicBool::new(false))).unwrap();
+    let mut by_session: std::collections::BTreeMap<u64, Vec<_>> = Default::default();
+    for r in &run.rows {
+        assert_eq!(r.outcome, Outcome::Completed, "{:?}", r.res);
+        by_session.entry(r.session.unwrap()).or_default().push(r);
+    }
+    let mut pairs = 0;
+    for turns in by_session.values().filter(|t| t.len() == 2) {
+        let (a, b) = (&turns[0].res, &turns[1].res);
+        assert_eq!((a.prompt_tokens_server, b.prompt_tokens_server), (Some(104), Some(184)));
+        assert_eq!(a.output_ids.len(), 40, "return_token_ids gave the generated ids");
+        assert_eq!(b.cached_tokens, Some(128), "turn 2 hits prompt + answer blocks");
+        pairs += 1;
+    }
+    assert!(pairs >= 3, "only {pairs} sessions finished both turns");
+    eprintln!("vLLM sessions: {pairs} two-turn sessions, every second turn hit 128 tokens");
 }
