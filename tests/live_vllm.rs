@@ -10,7 +10,6 @@
 //! server generated, so that vLLM hits its cached answer blocks.
 #![cfg(feature = "live")]
 
-use servesim::live::client::{Api, RequestSettings};
 use servesim::live::{LiveOptions, drive, runtime};
 use servesim::metrics::Outcome;
 use servesim::rng::RngStreams;
@@ -73,32 +72,11 @@ fn live_against_vllm_cpu() {
 }
 
 fn options(url: &str, model: String, secs: u64) -> LiveOptions {
-    LiveOptions {
-        endpoints: vec![servesim::live::normalize_endpoint(url).unwrap()],
-        settings: RequestSettings {
-            model,
-            api: Api::Completions,
-            vocab: 4096,
-            vllm_extensions: true,
-            retries: 0,
-            retry_backoff: Duration::from_millis(100),
-            request_timeout: Duration::from_secs(120),
-            stall_timeout: Duration::from_secs(60),
-            api_key: None,
-        },
-        router: Default::default(),
-        base_dir: ".".into(),
-        block_size: 32,
-        metrics: true,
-        metrics_interval: Duration::from_millis(250),
-        rate_scale: 1.0,
-        duration: Duration::from_secs(secs),
-        drain: Duration::from_secs(60),
-        max_concurrency: None,
-        max_requests: None,
-        connect_timeout: Duration::from_secs(5),
-        progress: false,
-    }
+    let endpoint = servesim::live::normalize_endpoint(url).unwrap();
+    let mut o = LiveOptions::new(vec![endpoint], &model, 32, Duration::from_secs(secs));
+    o.metrics = true;
+    o.metrics_interval = Duration::from_millis(250);
+    o
 }
 
 /// Two-turn sessions: turn 1 is a 64-token system prompt + 40-token message (104 tokens) and

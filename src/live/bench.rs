@@ -2,7 +2,6 @@
 //! by default): constant-rate open-loop arrivals, long streams to hold many connections open,
 //! and the client's scheduling lag (send − scheduled) percentiles.
 
-use super::client::{Api, RequestSettings};
 use super::{LiveOptions, LiveRun};
 use crate::content::{ChainArena, Content, Piece};
 use crate::metrics::Outcome;
@@ -170,32 +169,8 @@ pub fn cmd_live_bench(a: LiveBenchArgs) -> Result<ExitCode> {
         (None, Some(m)) => m.url(),
         _ => unreachable!(),
     };
-    let opts = LiveOptions {
-        endpoints: vec![endpoint],
-        settings: RequestSettings {
-            model: "mock".into(),
-            api: Api::Completions,
-            vocab: 4096,
-            vllm_extensions: true,
-            retries: 0,
-            retry_backoff: Duration::from_millis(100),
-            request_timeout: Duration::from_secs(120),
-            stall_timeout: Duration::from_secs(30),
-            api_key: None,
-        },
-        router: crate::router::RouterConfig::RoundRobin,
-        base_dir: ".".into(),
-        block_size: 16,
-        metrics: false,
-        metrics_interval: Duration::from_secs(1),
-        rate_scale: 1.0,
-        duration: a.duration,
-        drain: Duration::from_secs(60),
-        max_concurrency: None,
-        max_requests: None,
-        connect_timeout: Duration::from_secs(5),
-        progress: false,
-    };
+    let mut opts = LiveOptions::new(vec![endpoint], "mock", 16, a.duration);
+    opts.settings.stall_timeout = Duration::from_secs(30);
     let w = Box::new(ConstantWorkload::new(a.rate, a.duration, a.prompt_tokens, a.output_tokens));
     let streams = crate::rng::RngStreams::new(1);
     println!(

@@ -63,6 +63,40 @@ pub struct LiveOptions {
     pub progress: bool,
 }
 
+impl LiveOptions {
+    /// Programmatic runs (tests, `live-bench`): completions with token-id prompts and vLLM
+    /// extensions, vocabulary 4096, no retries, round-robin, no scraping, no progress bar;
+    /// callers change the fields they care about.
+    pub fn new(endpoints: Vec<String>, model: &str, block_size: u32, duration: Duration) -> LiveOptions {
+        LiveOptions {
+            endpoints,
+            settings: RequestSettings {
+                model: model.into(),
+                api: client::Api::Completions,
+                vocab: 4096,
+                vllm_extensions: true,
+                retries: 0,
+                retry_backoff: Duration::from_millis(100),
+                request_timeout: Duration::from_secs(120),
+                stall_timeout: Duration::from_secs(60),
+                api_key: None,
+            },
+            router: RouterConfig::RoundRobin,
+            base_dir: ".".into(),
+            block_size,
+            metrics: false,
+            metrics_interval: Duration::from_secs(1),
+            rate_scale: 1.0,
+            duration,
+            drain: Duration::from_secs(60),
+            max_concurrency: None,
+            max_requests: None,
+            connect_timeout: Duration::from_secs(5),
+            progress: false,
+        }
+    }
+}
+
 /// One request's full account.
 #[derive(Clone, Debug)]
 pub struct LiveRow {

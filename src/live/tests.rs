@@ -1,6 +1,6 @@
 //! Live mode against the in-process fault-injecting mock server.
 
-use super::client::{Api, ApiKey, ErrorKind, RequestSettings, TokenSource};
+use super::client::{Api, ApiKey, ErrorKind, TokenSource};
 use super::mock::{Fault, MockConfig, MockServer};
 use super::*;
 use crate::units::SimDuration;
@@ -13,32 +13,14 @@ fn wl(yaml: &str, secs: f64) -> Box<dyn Workload> {
 }
 
 fn opts(endpoints: Vec<String>, secs: f64) -> LiveOptions {
-    LiveOptions {
-        endpoints,
-        settings: RequestSettings {
-            model: "mock".into(),
-            api: Api::Completions,
-            vocab: 4096,
-            vllm_extensions: true,
-            retries: 0,
-            retry_backoff: Duration::from_millis(5),
-            request_timeout: Duration::from_secs(20),
-            stall_timeout: Duration::from_secs(5),
-            api_key: None,
-        },
-        router: RouterConfig::RoundRobin,
-        base_dir: ".".into(),
-        block_size: 16,
-        metrics: false,
-        metrics_interval: Duration::from_millis(100),
-        rate_scale: 1.0,
-        duration: Duration::from_secs_f64(secs),
-        drain: Duration::from_secs(20),
-        max_concurrency: None,
-        max_requests: None,
-        connect_timeout: Duration::from_secs(2),
-        progress: false,
-    }
+    let mut o = LiveOptions::new(endpoints, "mock", 16, Duration::from_secs_f64(secs));
+    o.settings.retry_backoff = Duration::from_millis(5);
+    o.settings.request_timeout = Duration::from_secs(20);
+    o.settings.stall_timeout = Duration::from_secs(5);
+    o.metrics_interval = Duration::from_millis(100);
+    o.drain = Duration::from_secs(20);
+    o.connect_timeout = Duration::from_secs(2);
+    o
 }
 
 fn go(rt: &tokio::runtime::Runtime, o: &LiveOptions, w: Box<dyn Workload>) -> LiveRun {
