@@ -215,13 +215,7 @@ pub fn from_llmservingsim(
         fitted_on: vec![format!("profile:{}", dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())],
         held_out: vec![],
         step_time: CalibratedModel::Parametric(c),
-        fit: Some(FitQuality {
-            rows: samples.len() as u64,
-            mape_pct: round3(mape),
-            median_ape_pct: round3(med),
-            test_rows: None,
-            test_mape_pct: None,
-        }),
+        fit: Some(profile_fit(samples.len(), mape, med)),
     })
 }
 
@@ -370,12 +364,17 @@ pub fn from_aiconfigurator(
         fitted_on: vec!["profile:aiconfigurator/h100_sxm_vllm0.19.0".into()],
         held_out: vec![],
         step_time: CalibratedModel::Parametric(c),
-        fit: Some(FitQuality {
-            rows: samples.len() as u64,
-            mape_pct: round3(mape),
-            median_ape_pct: round3(med),
-            test_rows: None,
-            test_mape_pct: None,
-        }),
+        fit: Some(profile_fit(samples.len(), mape, med)),
     })
+}
+
+/// Fit quality of a profile calibration: fitted rows only (a profile has no held-out runs).
+fn profile_fit(rows: usize, mape: f64, med: f64) -> FitQuality {
+    FitQuality {
+        rows: rows as u64,
+        mape_pct: round3(mape),
+        median_ape_pct: round3(med),
+        test_rows: None,
+        test_mape_pct: None,
+    }
 }
