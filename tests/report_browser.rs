@@ -34,7 +34,7 @@ fn render(path: &str, sets: &[&str]) -> (String, String) {
         report::data::parse_timeseries_csv(&servesim::metrics::render_timeseries_csv(&out.recorder.ticks)).unwrap();
     let text = std::fs::read_to_string(&p).unwrap();
     let info = ScenarioInfo::new(Some(&sc), Some(report::scenario_copy(&p, &text, &sets, None)));
-    let run = RunData { label: &sc.name, summary: &out.summary, records: Some(&out.recorder.records), timeseries: &ts };
+    let run = RunData { label: &sc.name, summary: &out.summary, records: Some(&out.recorder.records), timeseries: &ts, fleet: None };
     (sc.name.clone(), report::render_run_html(&run, &info).unwrap())
 }
 
@@ -154,6 +154,7 @@ fn bundled_scenario_reports_open_cleanly_in_chromium() {
             summary: &o.summary,
             records: Some(&o.recorder.records),
             timeseries: ts,
+            fleet: None,
         })
         .collect();
     let html = report::render_compare_html(&runs, &ScenarioInfo::new(Some(&sc), None)).unwrap();

@@ -85,7 +85,7 @@ pub(crate) fn synthetic(
 }
 
 fn run_ctx(summary: &Summary, records: &[RequestRecord], ts: &[TsRow], info: &ScenarioInfo) -> ReportContext {
-    ReportContext::for_run(&RunData { label: &summary.scenario, summary, records: Some(records), timeseries: ts }, info)
+    ReportContext::for_run(&RunData { label: &summary.scenario, summary, records: Some(records), timeseries: ts, fleet: None }, info)
 }
 
 #[test]
@@ -146,13 +146,15 @@ fn hostile_strings_are_escaped() {
         engine: vec![KeyValue { key: evil.into(), value: evil.into() }],
         workload: vec![KeyValue { key: "kind".into(), value: evil.into() }],
         price: evil.into(),
+        autoscaler: Some(evil.into()),
+        scaler_target: None,
     };
     let info = ScenarioInfo {
         header: Some(header),
         yaml: Some(format!("name: x\n# </pre>{evil}\n")),
         notes: vec![evil.into()],
     };
-    let run = RunData { label: &name, summary: &s, records: Some(&recs), timeseries: &ts };
+    let run = RunData { label: &name, summary: &s, records: Some(&recs), timeseries: &ts, fleet: None };
     let html = render_run_html(&run, &info).unwrap();
     let cmp = render_compare_html(&[run, RunData { label: evil, ..run }], &info).unwrap();
     for h in [&html, &cmp] {
@@ -175,7 +177,7 @@ fn twenty_four_hour_run_stays_small() {
     let (s, recs, ts) = synthetic("day", 400_000, 86_400, 8, 1);
     assert_eq!(ts.len(), 8 * 86_400);
     let html = render_run_html(
-        &RunData { label: "day", summary: &s, records: Some(&recs), timeseries: &ts },
+        &RunData { label: "day", summary: &s, records: Some(&recs), timeseries: &ts, fleet: None },
         &ScenarioInfo::default(),
     )
     .unwrap();
@@ -229,8 +231,8 @@ fn svgs_carry_expected_series() {
 fn compare_context_shares_axes() {
     let (s, recs, ts) = synthetic("cmp", 300, 60, 2, 1);
     let runs = [
-        RunData { label: "a", summary: &s, records: Some(&recs), timeseries: &ts },
-        RunData { label: "b", summary: &s, records: Some(&recs), timeseries: &ts },
+        RunData { label: "a", summary: &s, records: Some(&recs), timeseries: &ts, fleet: None },
+        RunData { label: "b", summary: &s, records: Some(&recs), timeseries: &ts, fleet: None },
     ];
     let ctx = ReportContext::for_compare(&runs, &ScenarioInfo::default());
     assert_eq!(ctx.kind, ReportKind::Compare);
