@@ -86,7 +86,8 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let copy = scenario_copy(&a.scenario, None)?;
     let ts = write_run(&sc, &out, &out_dir, Some(&copy))?;
     if let Some(path) = &a.html {
-        let fleet = report::data::FleetData::parse(&ts, Some(&report::data::scale_events_csv(&out.totals.fleet.events)))?;
+        let fleet =
+            report::data::FleetData::parse(&ts, Some(&report::data::scale_events_csv(&out.totals.fleet.events)))?;
         let ts = report::data::parse_timeseries_csv(&ts)?;
         let run = report::RunData {
             label: &sc.name,

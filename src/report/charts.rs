@@ -591,8 +591,25 @@ pub struct EventMark {
     pub up: bool,
 }
 
-/// Most scale-event markers drawn; the data table lists them all (up to its own cap).
-pub const MAX_EVENT_MARKS: usize = 400;
+/// Marker slots across the time axis: events closer than `span / MARK_SLOTS` share one marker
+/// per direction (at the highest count set for scale-ups, the lowest for scale-downs), so a
+/// busy day stays readable; the data table lists every event.
+pub const MARK_SLOTS: f64 = 120.0;
+
+/// The markers of one direction, merged per slot of `slot_s` seconds, in time order.
+pub fn merge_marks(events: &[EventMark], up: bool, slot_s: f64) -> Vec<EventMark> {
+    let mut out: Vec<(u64, EventMark)> = Vec::new();
+    for e in events.iter().filter(|e| e.up == up) {
+        let k = (e.t_s / slot_s.max(1e-9)).floor().max(0.0) as u64;
+        match out.last_mut() {
+            Some((last, m)) if *last == k => {
+                m.to = if up { m.to.max(e.to) } else { m.to.min(e.to) };
+            }
+            _ => out.push((k, e.clone())),
+        }
+    }
+    out.into_iter().map(|(_, m)| m).collect()
+}
 
 /// Replicas by phase: `areas` stacked bottom-up (bucket means), `desired` as an ink step line
 /// (value at each bucket's end) with its min–max band, `lines` on top (e.g. the bucket's most
@@ -615,7 +632,9 @@ pub fn fleet_chart(
         }
     }
     let vals = all
-        .flat_map(|s| s.y.iter().chain(s.band.iter().flat_map(|(lo, hi)| lo.iter().chain(hi.iter()))).filter_map(|v| *v))
+        .flat_map(|s| {
+            s.y.iter().chain(s.band.iter().flat_map(|(lo, hi)| lo.iter().chain(hi.iter()))).filter_map(|v| *v)
+        })
         .chain(tops.iter().copied())
         .chain(events.iter().map(|e| e.to as f64));
     let y_max = opts.y_max.unwrap_or_else(|| nice_max(vals.fold(1.0f64, f64::max)).max(2.0));
@@ -685,7 +704,9 @@ pub fn fleet_chart(
                         step.push((*x, v.min(y_max)));
                     }
                     None if !step.is_empty() => {
-                        chart.draw_series(LineSeries::new(std::mem::take(&mut step), INK.stroke_width(2))).map_err(err)?;
+                        chart
+                            .draw_series(LineSeries::new(std::mem::take(&mut step), INK.stroke_width(2)))
+                            .map_err(err)?;
                     }
                     None => {}
                 }
@@ -697,27 +718,24 @@ pub fn fleet_chart(
             legend.push((d.label.clone(), INK, false));
         }
         let (up_c, down_c) = (color(2), color(5));
-        let marks = |up: bool| {
-            let c = if up { up_c } else { down_c };
-            events.iter().filter(move |e| e.up == up).take(MAX_EVENT_MARKS).map(move |e| {
-                let tri = if up { vec![(-5, 4), (5, 4), (0, -5)] } else { vec![(-5, -4), (5, -4), (0, 5)] };
-                EmptyElement::at((e.t_s / unit, (e.to as f64).min(y_max))) + Polygon::new(tri, c.filled())
-            })
-        };
-        if events.iter().any(|e| e.up) {
-            chart.draw_series(marks(true)).map_err(err)?;
-            legend.push(("▲ scale up".into(), up_c, false));
-        }
-        if events.iter().any(|e| !e.up) {
-            chart.draw_series(marks(false)).map_err(err)?;
-            legend.push(("▼ scale down".into(), down_c, false));
+        for (up, c, label) in [(true, up_c, "▲ scale up"), (false, down_c, "▼ scale down")] {
+            let marks = merge_marks(events, up, span / MARK_SLOTS);
+            if marks.is_empty() {
+                continue;
+            }
+            let tri = if up { [(-4, 4), (4, 4), (0, -4)] } else { [(-4, -4), (4, -4), (0, 4)] };
+            chart
+                .draw_series(marks.iter().map(|e| {
+                    EmptyElement::at((e.t_s / unit, (e.to as f64).min(y_max))) + Polygon::new(tri.to_vec(), c.filled())
+                }))
+                .map_err(err)?;
+            legend.push((label.to_string(), c, false));
         }
         draw_legend(&root, &legend, None)?;
         root.present().map_err(err)?;
     }
     Ok(finish(buf, &opts.y_label))
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -321,9 +321,10 @@ impl FleetData {
     pub fn changed(&self) -> bool {
         let Some(first) = self.ticks.first() else { return false };
         !self.events.is_empty()
-            || self.ticks.iter().any(|t| {
-                t.starting > 0 || t.draining > 0 || t.ready != first.ready || t.desired != first.desired
-            })
+            || self
+                .ticks
+                .iter()
+                .any(|t| t.starting > 0 || t.draining > 0 || t.ready != first.ready || t.desired != first.desired)
     }
 }
 

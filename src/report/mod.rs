@@ -176,7 +176,9 @@ fn autoscaler_text(c: &crate::autoscaler::AutoscalerConfig) -> Option<String> {
                         MetricSpec::External(e) => (&e.external, false),
                     };
                     let (v, per) = match src.target.kind {
-                        TargetType::AverageValue => (src.target.average_value, if pods { " per pod" } else { " per replica" }),
+                        TargetType::AverageValue => {
+                            (src.target.average_value, if pods { " per pod" } else { " per replica" })
+                        }
                         TargetType::Value => (src.target.value, ""),
                     };
                     format!("{} ≤ {}{per}", src.metric.name, v.map_or_else(|| "-".into(), |q| num_t(q.0)))
@@ -191,10 +193,12 @@ fn autoscaler_text(c: &crate::autoscaler::AutoscalerConfig) -> Option<String> {
                 .triggers
                 .iter()
                 .map(|t| {
-                    let get = |key: &str| t.metadata.get(key).map(|v| match v {
-                        crate::autoscaler::keda::Quantityish::Text(s) => s.clone(),
-                        crate::autoscaler::keda::Quantityish::Number(n) => num_t(*n),
-                    });
+                    let get = |key: &str| {
+                        t.metadata.get(key).map(|v| match v {
+                            crate::autoscaler::keda::Quantityish::Text(s) => s.clone(),
+                            crate::autoscaler::keda::Quantityish::Number(n) => num_t(*n),
+                        })
+                    };
                     match (get("query"), get("threshold")) {
                         (Some(q), Some(th)) => {
                             let per = if t.metric_type == Some(TargetType::Value) { "" } else { " per replica" };
@@ -211,7 +215,12 @@ fn autoscaler_text(c: &crate::autoscaler::AutoscalerConfig) -> Option<String> {
                 ),
                 triggers.join(", "),
             ];
-            parts.extend(windows(&k.advanced.as_ref().and_then(|a| a.horizontal_pod_autoscaler_config.as_ref()).and_then(|h| h.behavior.clone())));
+            parts.extend(windows(
+                &k.advanced
+                    .as_ref()
+                    .and_then(|a| a.horizontal_pod_autoscaler_config.as_ref())
+                    .and_then(|h| h.behavior.clone()),
+            ));
             parts.join("; ")
         }
         A::Preset(p) => match expand_preset(p) {
@@ -880,7 +889,12 @@ fn clock(t_s: f64) -> String {
 }
 
 /// The fleet section of a run report; `None` for a fixed fleet that never changed.
-fn fleet_section(axis: &TimeAxis, s: &Summary, fleet: &data::FleetData, header: Option<&ScenarioHeader>) -> Option<Section> {
+fn fleet_section(
+    axis: &TimeAxis,
+    s: &Summary,
+    fleet: &data::FleetData,
+    header: Option<&ScenarioHeader>,
+) -> Option<Section> {
     let scaler = header.and_then(|h| h.autoscaler.as_ref());
     let g = &s.gpu_hours;
     if !(fleet.changed() || scaler.is_some() || g.starting > 0.0 || g.draining > 0.0) {
@@ -893,21 +907,25 @@ fn fleet_section(axis: &TimeAxis, s: &Summary, fleet: &data::FleetData, header: 
     let mut b = [axis.buckets(), axis.buckets(), axis.buckets(), axis.buckets(), axis.buckets(), axis.buckets()];
     for t in ticks {
         let live = (t.ready + t.starting + t.draining) as f64;
-        for (k, v) in
-            [t.ready as f64, t.starting as f64, t.draining as f64, live, t.desired as f64, t.gateway as f64].into_iter().enumerate()
+        for (k, v) in [t.ready as f64, t.starting as f64, t.draining as f64, live, t.desired as f64, t.gateway as f64]
+            .into_iter()
+            .enumerate()
         {
             b[k].add(t.time_s, v);
         }
     }
     let desired_end = b[4].last();
     let [ready, starting, draining, live, desired, gateway] = b.map(|b| b.envelope());
-    let areas =
-        vec![line("ready", axis, ready.mean.clone(), 0, false), line("starting", axis, starting.mean.clone(), 1, false), line("draining", axis, draining.mean.clone(), 3, false)];
+    let areas = vec![
+        line("ready", axis, ready.mean.clone(), 0, false),
+        line("starting", axis, starting.mean.clone(), 1, false),
+        line("draining", axis, draining.mean.clone(), 3, false),
+    ];
     let top: Vec<Option<f64>> = (0..axis.t_s.len())
         .map(|i| Some(ready.mean[i]? + starting.mean[i].unwrap_or(0.0) + draining.mean[i].unwrap_or(0.0)))
         .collect();
     let peaks_hidden = live.max.iter().zip(&top).any(|(m, t)| matches!((m, t), (Some(m), Some(t)) if *m > t + 1e-9));
-    let lines = if peaks_hidden { vec![line("most replicas (bucket max)", axis, live.max.clone(), 7, true)] } else { vec![] };
+    let lines = if peaks_hidden { vec![line("peak (bucket max)", axis, live.max.clone(), 7, true)] } else { vec![] };
     let desired_series = BandSeries {
         label: "desired".into(),
         x: axis.t_s.clone(),
@@ -924,7 +942,7 @@ fn fleet_section(axis: &TimeAxis, s: &Summary, fleet: &data::FleetData, header: 
         id: "fleet-replicas".into(),
         title: "Replicas by phase".into(),
         caption: format!(
-            "Replicas in each lifecycle phase, stacked: ready (serving) at the bottom, then starting (node provisioning, image pull, weight load, warm-up), then draining; bucket means over {}-second buckets{}. The ink step line is the Deployment's desired replica count at the end of each bucket (grey bars where it moved within a bucket); ▲/▼ mark scale events at the count they set. {} scale events ({ups} up, {downs} down){}; at most {} replicas at once.",
+            "Replicas in each lifecycle phase, stacked: ready (serving) at the bottom, then starting (node provisioning, image pull, weight load, warm-up), then draining; bucket means over {}-second buckets{}. The ink step line is the Deployment's desired replica count at the end of each bucket (grey bars where it moved within a bucket); ▲/▼ mark scale events at the count they set (events close together share a marker at the highest / lowest count). {} scale events ({ups} up, {downs} down){}; at most {} replicas at once.",
             num_t(axis.width_s),
             if peaks_hidden { ", with the dashed line at the bucket's most replicas so short peaks stay visible" } else { "" },
             events.len(),
@@ -1010,7 +1028,13 @@ fn fleet_section(axis: &TimeAxis, s: &Summary, fleet: &data::FleetData, header: 
                     clock(e.time_s),
                     e.from.to_string(),
                     e.to.to_string(),
-                    if d > 0 { format!("+{d}") } else if d < 0 { format!("−{}", -d) } else { "0".into() },
+                    if d > 0 {
+                        format!("+{d}")
+                    } else if d < 0 {
+                        format!("−{}", -d)
+                    } else {
+                        "0".into()
+                    },
                     e.reason.clone(),
                     opt_num(signal_at(e.time_s)),
                 ]
