@@ -86,12 +86,15 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let copy = scenario_copy(&a.scenario, None)?;
     let ts = write_run(&sc, &out, &out_dir, Some(&copy))?;
     if let Some(path) = &a.html {
+        let fleet =
+            report::data::FleetData::parse(&ts, Some(&report::data::scale_events_csv(&out.totals.fleet.events)))?;
         let ts = report::data::parse_timeseries_csv(&ts)?;
         let run = report::RunData {
             label: &sc.name,
             summary: &out.summary,
             records: Some(&out.recorder.records),
             timeseries: &ts,
+            fleet: fleet.as_ref(),
         };
         write_html(path, report::render_run_html(&run, &report::ScenarioInfo::new(Some(&sc), Some(copy))))?;
     }
@@ -113,6 +116,10 @@ fn write_run(sc: &Scenario, out: &sim::SimOutput, dir: &std::path::Path, copy: O
     metrics::write_outputs(dir, &out.summary, recs, Some(&ts))?;
     if let Some(copy) = copy {
         metrics::write_atomic(&dir.join(report::SCENARIO_COPY), copy.as_bytes())?;
+    }
+    let events = &out.totals.fleet.events;
+    if !events.is_empty() || sc.autoscaler != crate::autoscaler::AutoscalerConfig::Fixed {
+        metrics::write_atomic(&dir.join(report::data::SCALE_EVENTS_FILE), &report::data::scale_events_csv(events))?;
     }
     Ok(ts)
 }
@@ -216,15 +223,23 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
             .iter()
             .map(|o| report::data::parse_timeseries_csv(&metrics::render_timeseries(&o.recorder)))
             .collect::<Result<_, _>>()?;
+        let fleets: Vec<Option<report::data::FleetData>> = outs
+            .iter()
+            .map(|o| {
+                let events = report::data::scale_events_csv(&o.totals.fleet.events);
+                report::data::FleetData::parse(&metrics::render_timeseries(&o.recorder), Some(&events))
+            })
+            .collect::<Result<_, _>>()?;
         let runs: Vec<report::RunData> = outs
             .iter()
-            .zip(&ts)
+            .zip(ts.iter().zip(&fleets))
             .zip(&routers)
-            .map(|((o, ts), (name, _))| report::RunData {
+            .map(|((o, (ts, fleet)), (name, _))| report::RunData {
                 label: name,
                 summary: &o.summary,
                 records: Some(&o.recorder.records),
                 timeseries: ts,
+                fleet: fleet.as_ref(),
             })
             .collect();
         let info = report::ScenarioInfo::new(Some(&sc), Some(scenario_copy(&a.scenario, None)?));

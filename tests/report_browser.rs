@@ -30,11 +30,20 @@ fn render(path: &str, sets: &[&str]) -> (String, String) {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
     let sc = servesim::scenario::load(&p, &sets).unwrap();
     let out = servesim::sim::simulate(&sc).unwrap();
-    let ts =
-        report::data::parse_timeseries_csv(&servesim::metrics::render_timeseries_csv(&out.recorder.ticks)).unwrap();
+    // As `run --html` builds it: the time series with its fleet columns and the scale events.
+    let ts_bytes = servesim::metrics::render_timeseries(&out.recorder);
+    let events = report::data::scale_events_csv(&out.totals.fleet.events);
+    let fleet = report::data::FleetData::parse(&ts_bytes, Some(&events)).unwrap();
+    let ts = report::data::parse_timeseries_csv(&ts_bytes).unwrap();
     let text = std::fs::read_to_string(&p).unwrap();
     let info = ScenarioInfo::new(Some(&sc), Some(report::scenario_copy(&p, &text, &sets, None)));
-    let run = RunData { label: &sc.name, summary: &out.summary, records: Some(&out.recorder.records), timeseries: &ts };
+    let run = RunData {
+        label: &sc.name,
+        summary: &out.summary,
+        records: Some(&out.recorder.records),
+        timeseries: &ts,
+        fleet: fleet.as_ref(),
+    };
     (sc.name.clone(), report::render_run_html(&run, &info).unwrap())
 }
 
@@ -124,8 +133,19 @@ fn bundled_scenario_reports_open_cleanly_in_chromium() {
         ("scenarios/chat.yaml", vec![]),
         // The full day is slow to simulate; an hour has every chart and stays quick.
         ("scenarios/coding-assistant.yaml", vec!["duration=1h"]),
+        // Autoscaled: two hours of the morning ramp (scale-ups, starting and draining replicas).
+        ("scenarios/coding-assistant-autoscaled.yaml", vec!["duration=2h", "workload.start_hour=8"]),
     ] {
         let (name, html) = render(path, &sets);
+        let autoscaled = name.ends_with("-autoscaled");
+        // Only the autoscaled run has the replicas-by-phase section; fixed fleets get none.
+        assert_eq!(html.contains("<h3>Replicas by phase</h3>"), autoscaled, "{name}");
+        if autoscaled {
+            for l in ["ready", "starting", "draining", "desired", "▲ scale up", "<dt>autoscaler</dt>", "Scale events"]
+            {
+                assert!(html.contains(l), "{name}: lacks `{l}`");
+            }
+        }
         open_in_chromium(&bin, &name, &html);
     }
     // A router comparison.
@@ -154,6 +174,7 @@ fn bundled_scenario_reports_open_cleanly_in_chromium() {
             summary: &o.summary,
             records: Some(&o.recorder.records),
             timeseries: ts,
+            fleet: None,
         })
         .collect();
     let html = report::render_compare_html(&runs, &ScenarioInfo::new(Some(&sc), None)).unwrap();

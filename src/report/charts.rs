@@ -9,6 +9,7 @@
 
 use super::ReportError;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
@@ -214,6 +215,54 @@ fn split_runs(x: &[f64], y: &[Option<f64>]) -> Vec<Vec<(f64, f64)>> {
     runs
 }
 
+/// The cartesian chart every figure draws on (f64 axes, SVG string backend).
+type Plot<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Tick label formatter.
+type Fmt<'f> = &'f dyn Fn(&f64) -> String;
+
+/// The image split into the plot area and the legend column, and the chart on the plot area.
+fn plot_on<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    margin_top: u32,
+) -> Result<Plot<'a, 'b>, ReportError> {
+    let (plot, _) = root.split_horizontally(WIDTH - LEGEND_W);
+    ChartBuilder::on(&plot)
+        .margin(10)
+        .margin_top(margin_top)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x, y)
+        .map_err(err)
+}
+
+/// Axes, grid and axis descriptions in the report's style. `x_fmt: None` draws no x tick
+/// labels and no vertical grid (bar charts label their groups themselves).
+fn draw_axes(
+    chart: &mut Plot<'_, '_>,
+    x_desc: &str,
+    y_desc: &str,
+    x_fmt: Option<Fmt<'_>>,
+    y_fmt: Fmt<'_>,
+) -> Result<(), ReportError> {
+    let mut mesh = chart.configure_mesh();
+    mesh.light_line_style(GRID.mix(0.0))
+        .bold_line_style(GRID)
+        .axis_style(INK)
+        .label_style(text_style(FONT_SIZE - 1))
+        .axis_desc_style(text_style(FONT_SIZE))
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .y_label_formatter(y_fmt);
+    match x_fmt {
+        Some(f) => mesh.x_label_formatter(f),
+        None => mesh.disable_x_mesh().x_labels(0),
+    };
+    mesh.draw().map_err(err)
+}
+
 pub fn nice_max(v: f64) -> f64 {
     if !(v.is_finite() && v > 0.0) {
         return 1.0;
@@ -239,26 +288,8 @@ pub fn cdf_chart(series: &[CdfSeries], markers: &[Marker], opts: &ChartOpts) -> 
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
-        let (plot, _) = root.split_horizontally(WIDTH - LEGEND_W);
-        let mut chart = ChartBuilder::on(&plot)
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..x_max, 0f64..1f64)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .light_line_style(GRID.mix(0.0))
-            .bold_line_style(GRID)
-            .axis_style(INK)
-            .label_style(text_style(FONT_SIZE - 1))
-            .axis_desc_style(text_style(FONT_SIZE))
-            .x_desc(opts.x_label.as_str())
-            .y_desc(opts.y_label.as_str())
-            .x_label_formatter(&|v| tick(*v))
-            .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
-            .draw()
-            .map_err(err)?;
+        let mut chart = plot_on(&root, 0f64..x_max, 0f64..1f64, 10)?;
+        draw_axes(&mut chart, &opts.x_label, &opts.y_label, Some(&|v| tick(*v)), &|v| format!("{:.0}%", v * 100.0))?;
         let mut legend = Vec::new();
         for (i, s) in series.iter().enumerate() {
             let c = color(i);
@@ -295,17 +326,22 @@ fn split_markers(markers: &[Marker], data_max: f64) -> (Vec<Marker>, Vec<Marker>
     markers.iter().cloned().partition(|m| data_max <= 0.0 || m.value <= data_max * OFF_SCALE)
 }
 
+/// Time-axis unit for a span in seconds: h, min or s.
+fn time_unit(span_s: f64) -> (f64, &'static str) {
+    if span_s >= 3.0 * 3600.0 {
+        (3600.0, "h")
+    } else if span_s >= 180.0 {
+        (60.0, "min")
+    } else {
+        (1.0, "s")
+    }
+}
+
 /// Lines over time, each with an optional min–max band, plus horizontal reference lines.
 /// `x` values are seconds; the axis shows s, min or h depending on the span.
 pub fn time_chart(series: &[BandSeries], hlines: &[Marker], opts: &ChartOpts) -> Result<String, ReportError> {
     let span = series.iter().flat_map(|s| s.x.iter().copied()).fold(0.0f64, f64::max).max(1e-9);
-    let (unit, unit_name) = if span >= 3.0 * 3600.0 {
-        (3600.0, "h")
-    } else if span >= 180.0 {
-        (60.0, "min")
-    } else {
-        (1.0, "s")
-    };
+    let (unit, unit_name) = time_unit(span);
     let vals = series.iter().flat_map(|s| {
         s.y.iter().chain(s.band.iter().flat_map(|(lo, hi)| lo.iter().chain(hi.iter()))).filter_map(|v| *v)
     });
@@ -318,27 +354,9 @@ pub fn time_chart(series: &[BandSeries], hlines: &[Marker], opts: &ChartOpts) ->
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
-        let (plot, _) = root.split_horizontally(WIDTH - LEGEND_W);
-        let mut chart = ChartBuilder::on(&plot)
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..x_max, y_min..y_max)
-            .map_err(err)?;
+        let mut chart = plot_on(&root, 0f64..x_max, y_min..y_max, 10)?;
         let x_desc = format!("{} ({unit_name})", opts.x_label);
-        chart
-            .configure_mesh()
-            .light_line_style(GRID.mix(0.0))
-            .bold_line_style(GRID)
-            .axis_style(INK)
-            .label_style(text_style(FONT_SIZE - 1))
-            .axis_desc_style(text_style(FONT_SIZE))
-            .x_desc(x_desc.as_str())
-            .y_desc(opts.y_label.as_str())
-            .x_label_formatter(&|v| tick(*v))
-            .y_label_formatter(&|v| tick(*v))
-            .draw()
-            .map_err(err)?;
+        draw_axes(&mut chart, &x_desc, &opts.y_label, Some(&|v| tick(*v)), &|v| tick(*v))?;
         let mut legend = Vec::new();
         for (i, s) in series.iter().enumerate() {
             let c = color(s.color.unwrap_or(i));
@@ -405,27 +423,8 @@ pub fn bar_chart(groups: &[String], series: &[BarSeries], opts: &ChartOpts) -> R
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
-        let (plot, _) = root.split_horizontally(WIDTH - LEGEND_W);
-        let mut chart = ChartBuilder::on(&plot)
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..n, 0f64..y_max)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .light_line_style(GRID.mix(0.0))
-            .bold_line_style(GRID)
-            .axis_style(INK)
-            .label_style(text_style(FONT_SIZE - 1))
-            .axis_desc_style(text_style(FONT_SIZE))
-            .x_desc(opts.x_label.as_str())
-            .y_desc(opts.y_label.as_str())
-            .y_label_formatter(&|v| tick(*v))
-            .draw()
-            .map_err(err)?;
+        let mut chart = plot_on(&root, 0f64..n, 0f64..y_max, 10)?;
+        draw_axes(&mut chart, &opts.x_label, &opts.y_label, None, &|v| tick(*v))?;
         let k = series.len().max(1) as f64;
         let bar_w = 0.8 / k;
         let mut legend = Vec::new();
@@ -440,7 +439,7 @@ pub fn bar_chart(groups: &[String], series: &[BarSeries], opts: &ChartOpts) -> R
             legend.push((s.label.clone(), c, false));
         }
         // Group labels under the axis, in pixel coordinates of the whole image.
-        let (ox, oy) = plot.get_base_pixel();
+        let (ox, oy) = root.get_base_pixel();
         for (gi, g) in groups.iter().enumerate() {
             let (px, py) = chart.backend_coord(&(gi as f64 + 0.5, 0.0));
             let style = text_style(FONT_SIZE - 1).pos(Pos::new(HPos::Center, VPos::Top));
@@ -517,27 +516,8 @@ pub fn xy_chart(
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
-        let (plot, _) = root.split_horizontally(WIDTH - LEGEND_W);
-        let mut chart = ChartBuilder::on(&plot)
-            .margin(10)
-            .margin_top(14)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..x_max, y_min..y_max)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .light_line_style(GRID.mix(0.0))
-            .bold_line_style(GRID)
-            .axis_style(INK)
-            .label_style(text_style(FONT_SIZE - 1))
-            .axis_desc_style(text_style(FONT_SIZE))
-            .x_desc(opts.x_label.as_str())
-            .y_desc(opts.y_label.as_str())
-            .x_label_formatter(&|v| tick(*v))
-            .y_label_formatter(&|v| tick(*v))
-            .draw()
-            .map_err(err)?;
+        let mut chart = plot_on(&root, 0f64..x_max, y_min..y_max, 14)?;
+        draw_axes(&mut chart, &opts.x_label, &opts.y_label, Some(&|v| tick(*v)), &|v| tick(*v))?;
         let mut legend = Vec::new();
         let mut clipped = false;
         for (i, s) in points.iter().enumerate() {
@@ -597,6 +577,161 @@ pub fn xy_chart(
             legend.push((h.label.clone(), SLO_COLOR, false));
         }
         draw_legend(&root, &legend, clipped.then_some("△ = above the top edge"))?;
+        root.present().map_err(err)?;
+    }
+    Ok(finish(buf, &opts.y_label))
+}
+
+/// A scale event on a fleet chart: at `t_s`, the replica count went to `to`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventMark {
+    pub t_s: f64,
+    pub to: u32,
+    /// Scale-up (▲) or scale-down (▼); events that keep the count (a rolling update) are up.
+    pub up: bool,
+}
+
+/// Marker slots across the time axis: events closer than `span / MARK_SLOTS` share one marker
+/// per direction (at the highest count set for scale-ups, the lowest for scale-downs), so a
+/// busy day stays readable; the data table lists every event.
+pub const MARK_SLOTS: f64 = 120.0;
+
+/// The markers of one direction, merged per slot of `slot_s` seconds, in time order.
+pub fn merge_marks(events: &[EventMark], up: bool, slot_s: f64) -> Vec<EventMark> {
+    let mut out: Vec<(u64, EventMark)> = Vec::new();
+    for e in events.iter().filter(|e| e.up == up) {
+        let k = (e.t_s / slot_s.max(1e-9)).floor().max(0.0) as u64;
+        match out.last_mut() {
+            Some((last, m)) if *last == k => {
+                m.to = if up { m.to.max(e.to) } else { m.to.min(e.to) };
+            }
+            _ => out.push((k, e.clone())),
+        }
+    }
+    out.into_iter().map(|(_, m)| m).collect()
+}
+
+/// Replicas by phase: `areas` stacked bottom-up (bucket means), `desired` as an ink step line
+/// (value at each bucket's end) with its min–max band, `lines` on top (e.g. the bucket's most
+/// replicas), and ▲/▼ markers at scale events.
+pub fn fleet_chart(
+    areas: &[BandSeries],
+    desired: Option<&BandSeries>,
+    lines: &[BandSeries],
+    events: &[EventMark],
+    opts: &ChartOpts,
+) -> Result<String, ReportError> {
+    let all = areas.iter().chain(desired).chain(lines);
+    let span = all.clone().flat_map(|s| s.x.iter().copied()).fold(0.0f64, f64::max).max(1e-9);
+    let (unit, unit_name) = time_unit(span);
+    let n = areas.iter().map(|a| a.y.len()).max().unwrap_or(0);
+    let mut tops = vec![0.0f64; n];
+    for a in areas {
+        for (t, v) in tops.iter_mut().zip(&a.y) {
+            *t += v.unwrap_or(0.0);
+        }
+    }
+    let vals = all
+        .flat_map(|s| {
+            s.y.iter().chain(s.band.iter().flat_map(|(lo, hi)| lo.iter().chain(hi.iter()))).filter_map(|v| *v)
+        })
+        .chain(tops.iter().copied())
+        .chain(events.iter().map(|e| e.to as f64));
+    let y_max = opts.y_max.unwrap_or_else(|| nice_max(vals.fold(1.0f64, f64::max)).max(2.0));
+    let x_max = span / unit;
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
+        let mut chart = plot_on(&root, 0f64..x_max, 0f64..y_max, 10)?;
+        let x_desc = format!("{} ({unit_name})", opts.x_label);
+        // Replica counts are whole numbers: no fractional tick labels.
+        let y_fmt = |v: &f64| if v.fract().abs() < 1e-9 { tick(*v) } else { String::new() };
+        draw_axes(&mut chart, &x_desc, &opts.y_label, Some(&|v| tick(*v)), &y_fmt)?;
+        let mut legend = Vec::new();
+        // Stacked areas: each band runs from the running total below it to the total with it.
+        let mut base = vec![0.0f64; n];
+        for (i, a) in areas.iter().enumerate() {
+            let c = color(a.color.unwrap_or(i));
+            let xs: Vec<f64> = a.x.iter().map(|x| x / unit).collect();
+            let top: Vec<f64> = base.iter().zip(&a.y).map(|(b, v)| b + v.unwrap_or(0.0)).collect();
+            if top.iter().zip(&base).any(|(t, b)| t > b) {
+                let mut poly: Vec<(f64, f64)> = xs.iter().zip(&top).map(|(x, y)| (*x, y.min(y_max))).collect();
+                poly.extend(xs.iter().zip(&base).rev().map(|(x, y)| (*x, y.min(y_max))));
+                if let Some(&(x0, _)) = poly.first() {
+                    // Start the area at time zero with the first bucket's height.
+                    let y0 = top[0].min(y_max);
+                    poly.insert(0, (0.0_f64.min(x0), y0));
+                    poly.push((0.0, base[0].min(y_max)));
+                }
+                chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.55).filled()))).map_err(err)?;
+            }
+            legend.push((a.label.clone(), c, false));
+            base = top;
+        }
+        for (i, l) in lines.iter().enumerate() {
+            let c = color(l.color.unwrap_or(areas.len() + i));
+            let xs: Vec<f64> = l.x.iter().map(|x| x / unit).collect();
+            for run in split_runs(&xs, &l.y) {
+                let run: Vec<(f64, f64)> = run.into_iter().map(|(x, y)| (x, y.min(y_max))).collect();
+                if l.dashed {
+                    chart.draw_series(DashedLineSeries::new(run, 5, 4, c.stroke_width(2))).map_err(err)?;
+                } else {
+                    chart.draw_series(LineSeries::new(run, c.stroke_width(2))).map_err(err)?;
+                }
+            }
+            legend.push((l.label.clone(), c, l.dashed));
+        }
+        if let Some(d) = desired {
+            let xs: Vec<f64> = d.x.iter().map(|x| x / unit).collect();
+            if let Some((lo, hi)) = &d.band {
+                // Buckets where the desired count moved: a light bar from its lowest to highest.
+                let bars = xs.iter().zip(lo.iter().zip(hi)).enumerate().filter_map(|(k, (x, (l, h)))| {
+                    let (l, h) = ((*l)?, (*h)?);
+                    (h > l).then(|| {
+                        let x0 = if k == 0 { 0.0 } else { xs[k - 1] };
+                        Rectangle::new([(x0, l.min(y_max)), (*x, h.min(y_max))], INK.mix(0.12).filled())
+                    })
+                });
+                chart.draw_series(bars).map_err(err)?;
+            }
+            // Step line: each bucket holds the value at its end.
+            let mut prev_x = 0.0;
+            let mut step: Vec<(f64, f64)> = Vec::new();
+            for (x, y) in xs.iter().zip(&d.y) {
+                match y {
+                    Some(v) => {
+                        step.push((prev_x, v.min(y_max)));
+                        step.push((*x, v.min(y_max)));
+                    }
+                    None if !step.is_empty() => {
+                        chart
+                            .draw_series(LineSeries::new(std::mem::take(&mut step), INK.stroke_width(2)))
+                            .map_err(err)?;
+                    }
+                    None => {}
+                }
+                prev_x = *x;
+            }
+            if !step.is_empty() {
+                chart.draw_series(LineSeries::new(step, INK.stroke_width(2))).map_err(err)?;
+            }
+            legend.push((d.label.clone(), INK, false));
+        }
+        let (up_c, down_c) = (color(2), color(5));
+        for (up, c, label) in [(true, up_c, "▲ scale up"), (false, down_c, "▼ scale down")] {
+            let marks = merge_marks(events, up, span / MARK_SLOTS);
+            if marks.is_empty() {
+                continue;
+            }
+            let tri = if up { [(-4, 4), (4, 4), (0, -4)] } else { [(-4, -4), (4, -4), (0, 4)] };
+            chart
+                .draw_series(marks.iter().map(|e| {
+                    EmptyElement::at((e.t_s / unit, (e.to as f64).min(y_max))) + Polygon::new(tri.to_vec(), c.filled())
+                }))
+                .map_err(err)?;
+            legend.push((label.to_string(), c, false));
+        }
+        draw_legend(&root, &legend, None)?;
         root.present().map_err(err)?;
     }
     Ok(finish(buf, &opts.y_label))

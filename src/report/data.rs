@@ -106,6 +106,7 @@ pub struct Buckets {
     sum: Vec<f64>,
     min: Vec<f64>,
     max: Vec<f64>,
+    last: Vec<f64>,
 }
 
 impl Buckets {
@@ -116,6 +117,7 @@ impl Buckets {
             sum: vec![0.0; count],
             min: vec![f64::INFINITY; count],
             max: vec![f64::NEG_INFINITY; count],
+            last: vec![f64::NAN; count],
         }
     }
 
@@ -135,6 +137,13 @@ impl Buckets {
         self.sum[i] += v;
         self.min[i] = self.min[i].min(v);
         self.max[i] = self.max[i].max(v);
+        self.last[i] = v;
+    }
+
+    /// The latest sample of each bucket (samples are added in time order): the value a step
+    /// line holds at the bucket's end.
+    pub fn last(&self) -> Vec<Option<f64>> {
+        (0..self.n.len()).map(|i| if self.n[i] > 0 { Some(self.last[i]) } else { None }).collect()
     }
 
     pub fn envelope(&self) -> Envelope {
@@ -240,4 +249,187 @@ pub fn rate_envelope(axis: &TimeAxis, times_s: impl Iterator<Item = f64>) -> Env
         b.add((i + 1) as f64 * slot, *c as f64 / slot);
     }
     b.envelope()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleet: replica counts by phase over time and scale events.
+
+/// File name of the scale-event log `run` writes next to its outputs (when the fleet changed
+/// or an autoscaler was configured).
+pub const SCALE_EVENTS_FILE: &str = "scale_events.csv";
+
+/// Fleet-wide values at one tick (the fleet columns of `timeseries.csv`, once per tick).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct FleetTick {
+    pub time_s: f64,
+    pub ready: u32,
+    pub starting: u32,
+    pub draining: u32,
+    /// The Deployment's `spec.replicas` as the autoscaler last set it.
+    pub desired: u32,
+    /// The autoscaler's first signal as it last saw it.
+    pub signal: Option<f64>,
+    /// Requests held in the gateway (no routable replica).
+    pub gateway: u32,
+}
+
+/// One change of the replica count (a line of `scale_events.csv`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ScaleEventRow {
+    pub time_s: f64,
+    pub from: u32,
+    pub to: u32,
+    pub reason: String,
+}
+
+/// Where a report's scale events came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventsSource {
+    /// `scale_events.csv` (or the run itself): exact times and reasons.
+    #[default]
+    Log,
+    /// Reconstructed from `desired_replicas` changes in `timeseries.csv` (tick resolution,
+    /// autoscaler decisions only).
+    Timeseries,
+}
+
+/// The fleet side of a run: per-tick counts and the scale events.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FleetData {
+    pub ticks: Vec<FleetTick>,
+    pub events: Vec<ScaleEventRow>,
+    pub events_source: EventsSource,
+}
+
+impl FleetData {
+    /// From `timeseries.csv` bytes and, when there is one, `scale_events.csv`; `None` when the
+    /// time series has no fleet columns (runs of older versions, imported traces).
+    pub fn parse(timeseries: &[u8], events: Option<&[u8]>) -> Result<Option<FleetData>, ReportError> {
+        let ticks = parse_fleet_ticks(timeseries)?;
+        if ticks.is_empty() {
+            return Ok(None);
+        }
+        let (events, events_source) = match events {
+            Some(b) => (parse_scale_events_csv(b)?, EventsSource::Log),
+            None => (events_from_desired(&ticks), EventsSource::Timeseries),
+        };
+        Ok(Some(FleetData { ticks, events, events_source }))
+    }
+
+    /// Whether the fleet is worth a chart: something scaled, started, drained or was logged.
+    pub fn changed(&self) -> bool {
+        let Some(first) = self.ticks.first() else { return false };
+        !self.events.is_empty()
+            || self
+                .ticks
+                .iter()
+                .any(|t| t.starting > 0 || t.draining > 0 || t.ready != first.ready || t.desired != first.desired)
+    }
+}
+
+/// `scale_events.csv`: `time_s,from,to,reason`, one line per event in time order (times with
+/// nanosecond digits, so reading them back gives the engine's instants).
+pub fn scale_events_csv(events: &[crate::engine::ScaleEvent]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(["time_s", "from", "to", "reason"]);
+    for e in events {
+        let ns = e.time.as_nanos();
+        let t = format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000);
+        let _ = w.write_record([t, e.from.to_string(), e.to.to_string(), e.reason.clone()]);
+    }
+    w.into_inner().unwrap_or_default()
+}
+
+pub fn parse_scale_events_csv(bytes: &[u8]) -> Result<Vec<ScaleEventRow>, ReportError> {
+    let bad = |msg: String| ReportError::Input { file: SCALE_EVENTS_FILE.into(), msg };
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
+    let headers = rdr.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let col = |name: &str| {
+        headers.iter().position(|h| h.trim() == name).ok_or_else(|| bad(format!("missing column `{name}`")))
+    };
+    let (c_t, c_from, c_to, c_why) = (col("time_s")?, col("from")?, col("to")?, col("reason")?);
+    let mut out = Vec::new();
+    for row in rdr.records() {
+        let row = row.map_err(|e| bad(e.to_string()))?;
+        let line = row.position().map_or(0, |p| p.line());
+        let get = |c: usize| row.get(c).unwrap_or("").trim();
+        let n = |c: usize, name: &str| -> Result<u32, ReportError> {
+            get(c).parse().map_err(|_| bad(format!("line {line}, column `{name}`: `{}` is not a count", get(c))))
+        };
+        let t: f64 = get(c_t)
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite())
+            .ok_or_else(|| bad(format!("line {line}, column `time_s`: `{}` is not a number", get(c_t))))?;
+        out.push(ScaleEventRow { time_s: t, from: n(c_from, "from")?, to: n(c_to, "to")?, reason: get(c_why).into() });
+    }
+    Ok(out)
+}
+
+/// The fleet columns of `timeseries.csv`, one [`FleetTick`] per tick (the values repeat on
+/// every replica row of a tick); empty when the columns are absent.
+pub fn parse_fleet_ticks(bytes: &[u8]) -> Result<Vec<FleetTick>, ReportError> {
+    let bad = |msg: String| ReportError::Input { file: "timeseries.csv".into(), msg };
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(bytes);
+    let headers = rdr.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let idx = |name: &str| headers.iter().position(|h| h == name);
+    let (Some(c_t), Some(c_ready), Some(c_start), Some(c_drain), Some(c_des)) = (
+        idx("time_s"),
+        idx("replicas_ready"),
+        idx("replicas_starting"),
+        idx("replicas_draining"),
+        idx("desired_replicas"),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let (c_sig, c_gw) = (idx("scaler_signal"), idx("gateway_queue"));
+    let mut out: Vec<FleetTick> = Vec::new();
+    let mut row = csv::StringRecord::new();
+    while rdr.read_record(&mut row).map_err(|e| bad(e.to_string()))? {
+        let line = row.position().map_or(0, |p| p.line());
+        let cell = |c: usize| row.get(c).unwrap_or("");
+        let f = |c: usize, name: &str| -> Result<f64, ReportError> {
+            cell(c)
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| bad(format!("line {line}, column `{name}`: `{}` is not a number", cell(c))))
+        };
+        let t = f(c_t, "time_s")?;
+        if out.last().is_some_and(|l| l.time_s == t) {
+            continue;
+        }
+        let opt = |c: Option<usize>, name: &str| -> Result<Option<f64>, ReportError> {
+            match c {
+                Some(c) if !cell(c).is_empty() => f(c, name).map(Some),
+                _ => Ok(None),
+            }
+        };
+        out.push(FleetTick {
+            time_s: t,
+            ready: f(c_ready, "replicas_ready")? as u32,
+            starting: f(c_start, "replicas_starting")? as u32,
+            draining: f(c_drain, "replicas_draining")? as u32,
+            desired: f(c_des, "desired_replicas")? as u32,
+            signal: opt(c_sig, "scaler_signal")?,
+            gateway: opt(c_gw, "gateway_queue")?.unwrap_or(0.0) as u32,
+        });
+    }
+    Ok(out)
+}
+
+/// Scale events as seen in the time series: one per change of `desired_replicas`, at the
+/// first tick showing the new value.
+pub fn events_from_desired(ticks: &[FleetTick]) -> Vec<ScaleEventRow> {
+    ticks
+        .windows(2)
+        .filter(|w| w[0].desired != w[1].desired)
+        .map(|w| ScaleEventRow {
+            time_s: w[1].time_s,
+            from: w[0].desired,
+            to: w[1].desired,
+            reason: "desired_replicas changed".into(),
+        })
+        .collect()
 }

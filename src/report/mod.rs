@@ -37,6 +37,8 @@ use std::path::{Path, PathBuf};
 const TEMPLATE: &str = include_str!("template.html");
 /// The plan page template.
 const PLAN_TEMPLATE: &str = include_str!("plan.html");
+/// The `<head>` both pages include (charset, colour scheme, generator, title, stylesheet).
+const HEAD_TEMPLATE: &str = include_str!("head.html");
 /// Stylesheet shared by every page (light, dark, print).
 const STYLE: &str = include_str!("style.css");
 /// The few inline lines that make `table.sortable` columns sortable.
@@ -94,6 +96,10 @@ pub struct ScenarioHeader {
     pub engine: Vec<KeyValue>,
     pub workload: Vec<KeyValue>,
     pub price: String,
+    /// The autoscaler in one line (kind, bounds, metrics and targets); `None` for a fixed fleet.
+    pub autoscaler: Option<String>,
+    /// The autoscaler's first signal and its target, for the signal chart.
+    pub scaler_target: Option<ScalerTarget>,
 }
 
 impl ScenarioHeader {
@@ -125,8 +131,163 @@ impl ScenarioHeader {
             engine,
             workload: kind_first(flatten("", &serde_json::to_value(&sc.workload).unwrap_or_default())),
             price: format!("${:.2}/GPU-hour ({})", sc.price.usd_per_gpu_hour, sc.price.provider),
+            autoscaler: autoscaler_text(&sc.autoscaler),
+            scaler_target: scaler_target(&sc.autoscaler),
         }
     }
+}
+
+/// What the `scaler_signal` column of `timeseries.csv` measures and the value the scaler
+/// steers it to.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScalerTarget {
+    /// The metric or query name.
+    pub metric: String,
+    pub target: f64,
+    /// The signal is a pool total and the target applies per replica (an `AverageValue`
+    /// target on an external metric): the chart divides the signal by the live replicas.
+    pub per_replica: bool,
+}
+
+/// The autoscaler, resolved to what a reader compares with the Kubernetes object.
+fn autoscaler_text(c: &crate::autoscaler::AutoscalerConfig) -> Option<String> {
+    use crate::autoscaler::AutoscalerConfig as A;
+    use crate::autoscaler::hpa::{MetricSpec, TargetType};
+    let windows = |b: &Option<crate::autoscaler::BehaviorConfig>| {
+        let mut w = Vec::new();
+        if let Some(b) = b {
+            for (dir, r) in [("up", &b.scale_up), ("down", &b.scale_down)] {
+                if let Some(s) = r.as_ref().and_then(|r| r.stabilization_window_seconds) {
+                    w.push(format!("scale-{dir} stabilization {s} s"));
+                }
+            }
+        }
+        w
+    };
+    Some(match c {
+        A::Fixed => return None,
+        A::Hpa(h) => {
+            let metrics: Vec<String> = h
+                .metrics
+                .iter()
+                .map(|m| {
+                    let (src, pods) = match m {
+                        MetricSpec::Pods(p) => (&p.pods, true),
+                        MetricSpec::External(e) => (&e.external, false),
+                    };
+                    let (v, per) = match src.target.kind {
+                        TargetType::AverageValue => {
+                            (src.target.average_value, if pods { " per pod" } else { " per replica" })
+                        }
+                        TargetType::Value => (src.target.value, ""),
+                    };
+                    format!("{} ≤ {}{per}", src.metric.name, v.map_or_else(|| "-".into(), |q| num_t(q.0)))
+                })
+                .collect();
+            let mut parts = vec![format!("HPA, {}–{} replicas", h.min_replicas, h.max_replicas), metrics.join(", ")];
+            parts.extend(windows(&h.behavior));
+            parts.join("; ")
+        }
+        A::Keda(k) => {
+            let triggers: Vec<String> = k
+                .triggers
+                .iter()
+                .map(|t| {
+                    let get = |key: &str| {
+                        t.metadata.get(key).map(|v| match v {
+                            crate::autoscaler::keda::Quantityish::Text(s) => s.clone(),
+                            crate::autoscaler::keda::Quantityish::Number(n) => num_t(*n),
+                        })
+                    };
+                    match (get("query"), get("threshold")) {
+                        (Some(q), Some(th)) => {
+                            let per = if t.metric_type == Some(TargetType::Value) { "" } else { " per replica" };
+                            format!("{q} ≤ {th}{per}")
+                        }
+                        _ => one_line(&serde_json::to_value(t).unwrap_or_default()),
+                    }
+                })
+                .collect();
+            let mut parts = vec![
+                format!(
+                    "KEDA, {}–{} replicas, polling {} s, cooldown {} s",
+                    k.min_replica_count, k.max_replica_count, k.polling_interval, k.cooldown_period
+                ),
+                triggers.join(", "),
+            ];
+            parts.extend(windows(
+                &k.advanced
+                    .as_ref()
+                    .and_then(|a| a.horizontal_pod_autoscaler_config.as_ref())
+                    .and_then(|h| h.behavior.clone()),
+            ));
+            parts.join("; ")
+        }
+        A::Preset(p) => match expand_preset(p) {
+            Some(e) => format!("preset {}: {}", p.name, autoscaler_text(&e)?),
+            None => format!("preset {}", p.name),
+        },
+        other => one_line(&serde_json::to_value(other).unwrap_or_default()),
+    })
+}
+
+/// The first metric the scaler reports as `scaler_signal`, and its target.
+fn scaler_target(c: &crate::autoscaler::AutoscalerConfig) -> Option<ScalerTarget> {
+    use crate::autoscaler::AutoscalerConfig as A;
+    use crate::autoscaler::hpa::{MetricSpec, TargetType};
+    match c {
+        A::Hpa(h) => {
+            let (src, pods) = match h.metrics.first()? {
+                MetricSpec::Pods(p) => (&p.pods, true),
+                MetricSpec::External(e) => (&e.external, false),
+            };
+            let (v, avg) = match src.target.kind {
+                TargetType::AverageValue => (src.target.average_value?, true),
+                TargetType::Value => (src.target.value?, false),
+            };
+            Some(ScalerTarget { metric: src.metric.name.clone(), target: v.0, per_replica: avg && !pods })
+        }
+        A::Keda(k) => keda_target(k),
+        A::Preset(p) => scaler_target(&expand_preset(p)?),
+        _ => None,
+    }
+}
+
+/// A named recipe as the configuration it stands for (mirrors the autoscaler's expansion).
+fn expand_preset(p: &crate::autoscaler::PresetConfig) -> Option<crate::autoscaler::AutoscalerConfig> {
+    use crate::autoscaler::AutoscalerConfig as A;
+    match p.name.as_str() {
+        "llm-d-keda-epp-queue" => {
+            let mut k = crate::autoscaler::keda::llmd_epp_queue();
+            k.min_replica_count = p.min_replicas.unwrap_or(k.min_replica_count);
+            k.max_replica_count = p.max_replicas.unwrap_or(k.max_replica_count);
+            Some(A::Keda(k))
+        }
+        "llm-d-wva-saturation" => {
+            let mut w = crate::autoscaler::WvaConfig::default();
+            w.min_replicas = p.min_replicas.unwrap_or(w.min_replicas);
+            w.max_replicas = p.max_replicas.unwrap_or(w.max_replicas);
+            Some(A::Wva(w))
+        }
+        _ => None,
+    }
+}
+
+fn keda_target(k: &crate::autoscaler::KedaConfig) -> Option<ScalerTarget> {
+    use crate::autoscaler::keda::{Quantityish, TriggerType};
+    let t = k.triggers.iter().find(|t| t.kind == TriggerType::Prometheus)?;
+    let text = |key: &str| {
+        t.metadata.get(key).map(|v| match v {
+            Quantityish::Text(s) => s.clone(),
+            Quantityish::Number(n) => n.to_string(),
+        })
+    };
+    let target = crate::autoscaler::Quantity::parse(&text("threshold")?).ok()?;
+    Some(ScalerTarget {
+        metric: text("query")?,
+        target,
+        per_replica: t.metric_type != Some(crate::autoscaler::hpa::TargetType::Value),
+    })
 }
 
 /// Moves the top-level `kind` entry first (serde_json sorts keys).
@@ -233,6 +394,16 @@ pub enum Chart {
         highlight: Option<charts::Highlight>,
         opts: ChartOpts,
     },
+    /// Replicas by phase: stacked areas, the desired count as a step line, scale events.
+    Fleet {
+        areas: Vec<BandSeries>,
+        desired: Option<BandSeries>,
+        lines: Vec<BandSeries>,
+        events: Vec<charts::EventMark>,
+        opts: ChartOpts,
+    },
+    /// No chart: the figure is its table, shown open.
+    TableOnly,
 }
 
 impl Chart {
@@ -244,6 +415,10 @@ impl Chart {
             Chart::Xy { points, lines, hlines, vlines, highlight, opts } => {
                 charts::xy_chart(points, lines, hlines, vlines, highlight.as_ref(), opts)
             }
+            Chart::Fleet { areas, desired, lines, events, opts } => {
+                charts::fleet_chart(areas, desired.as_ref(), lines, events, opts)
+            }
+            Chart::TableOnly => Ok(String::new()),
         }
     }
 }
@@ -298,6 +473,8 @@ pub struct RunData<'a> {
     /// `None` when `requests.csv` was not written (latency charts are then omitted).
     pub records: Option<&'a [RequestRecord]>,
     pub timeseries: &'a [TsRow],
+    /// Replica counts by phase and scale events (`None`: no fleet columns were recorded).
+    pub fleet: Option<&'a data::FleetData>,
 }
 
 /// The scenario side of a report: header (when the scenario could be resolved) and YAML text.
@@ -700,6 +877,243 @@ fn tick_interval(ts: &[TsRow]) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Fleet: replicas by phase, scaler signal, scale events, GPU-hours by phase.
+
+/// Most scale events listed in the report's table (the CSV keeps them all).
+pub const MAX_EVENT_ROWS: usize = 100;
+
+/// `h:mm:ss` since the start.
+fn clock(t_s: f64) -> String {
+    let t = t_s.max(0.0) as u64;
+    format!("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+}
+
+/// The fleet section of a run report; `None` for a fixed fleet that never changed.
+fn fleet_section(
+    axis: &TimeAxis,
+    s: &Summary,
+    fleet: &data::FleetData,
+    header: Option<&ScenarioHeader>,
+) -> Option<Section> {
+    let scaler = header.and_then(|h| h.autoscaler.as_ref());
+    let g = &s.gpu_hours;
+    if !(fleet.changed() || scaler.is_some() || g.starting > 0.0 || g.draining > 0.0) {
+        return None;
+    }
+    let ticks = &fleet.ticks;
+    let mut figs = Vec::new();
+
+    // Replicas by phase.
+    let mut b = [axis.buckets(), axis.buckets(), axis.buckets(), axis.buckets(), axis.buckets(), axis.buckets()];
+    for t in ticks {
+        let live = (t.ready + t.starting + t.draining) as f64;
+        for (k, v) in [t.ready as f64, t.starting as f64, t.draining as f64, live, t.desired as f64, t.gateway as f64]
+            .into_iter()
+            .enumerate()
+        {
+            b[k].add(t.time_s, v);
+        }
+    }
+    let desired_end = b[4].last();
+    let [ready, starting, draining, live, desired, gateway] = b.map(|b| b.envelope());
+    let areas = vec![
+        line("ready", axis, ready.mean.clone(), 0, false),
+        line("starting", axis, starting.mean.clone(), 1, false),
+        line("draining", axis, draining.mean.clone(), 3, false),
+    ];
+    let top: Vec<Option<f64>> = (0..axis.t_s.len())
+        .map(|i| Some(ready.mean[i]? + starting.mean[i].unwrap_or(0.0) + draining.mean[i].unwrap_or(0.0)))
+        .collect();
+    let peaks_hidden = live.max.iter().zip(&top).any(|(m, t)| matches!((m, t), (Some(m), Some(t)) if *m > t + 1e-9));
+    let lines = if peaks_hidden { vec![line("peak (bucket max)", axis, live.max.clone(), 7, true)] } else { vec![] };
+    let desired_series = BandSeries {
+        label: "desired".into(),
+        x: axis.t_s.clone(),
+        y: desired_end.clone(),
+        band: Some((desired.min.clone(), desired.max.clone())),
+        dashed: false,
+        color: None,
+    };
+    let events: Vec<charts::EventMark> =
+        fleet.events.iter().map(|e| charts::EventMark { t_s: e.time_s, to: e.to, up: e.to >= e.from }).collect();
+    let (ups, downs) = (events.iter().filter(|e| e.up).count(), events.iter().filter(|e| !e.up).count());
+    let max_live = live.max.iter().flatten().fold(0.0f64, |a, b| a.max(*b));
+    figs.push(Figure {
+        id: "fleet-replicas".into(),
+        title: "Replicas by phase".into(),
+        caption: format!(
+            "Replicas in each lifecycle phase, stacked: ready (serving) at the bottom, then starting (node provisioning, image pull, weight load, warm-up), then draining; bucket means over {}-second buckets{}. The ink step line is the Deployment's desired replica count at the end of each bucket (grey bars where it moved within a bucket); ▲/▼ mark scale events at the count they set (events close together share a marker at the highest / lowest count). {} scale events ({ups} up, {downs} down){}; at most {} replicas at once.",
+            num_t(axis.width_s),
+            if peaks_hidden { ", with the dashed line at the bucket's most replicas so short peaks stay visible" } else { "" },
+            events.len(),
+            if fleet.events_source == data::EventsSource::Timeseries { ", reconstructed from desired_replicas in timeseries.csv (tick resolution)" } else { "" },
+            num_t(max_live),
+        ),
+        chart: Chart::Fleet {
+            areas,
+            desired: Some(desired_series),
+            lines,
+            events,
+            opts: time_opts("replicas"),
+        },
+        table: time_table(
+            axis,
+            &[
+                ("ready (mean)".into(), &ready.mean),
+                ("starting (mean)".into(), &starting.mean),
+                ("draining (mean)".into(), &draining.mean),
+                ("replicas (max)".into(), &live.max),
+                ("desired (end)".into(), &desired_end),
+                ("desired (min)".into(), &desired.min),
+                ("desired (max)".into(), &desired.max),
+                ("gateway queue (max)".into(), &gateway.max),
+            ],
+        ),
+        svg: String::new(),
+    });
+
+    // The scaler's signal against its target.
+    if ticks.iter().any(|t| t.signal.is_some()) {
+        let target = header.and_then(|h| h.scaler_target.as_ref());
+        let per_replica = target.is_some_and(|t| t.per_replica);
+        let mut sb = axis.buckets();
+        for t in ticks {
+            let pods = t.ready + t.starting;
+            match (t.signal, per_replica) {
+                (Some(v), false) => sb.add(t.time_s, v),
+                (Some(v), true) if pods > 0 => sb.add(t.time_s, v / pods as f64),
+                _ => {}
+            }
+        }
+        let sig = sb.envelope();
+        let label = if per_replica { "signal ÷ replicas" } else { "signal" };
+        let hlines = target
+            .map(|t| vec![Marker { label: format!("target {}", num_t(t.target)), value: t.target }])
+            .unwrap_or_default();
+        figs.push(Figure {
+            id: "fleet-signal".into(),
+            title: "Autoscaler signal".into(),
+            caption: format!(
+                "The autoscaler's first metric{} as it last saw it at each tick{}; bucket mean with the lowest-to-highest band.{}",
+                target.map_or_else(String::new, |t| format!(", {},", t.metric)),
+                if per_replica { ", divided by the live replicas (its target applies per replica)" } else { "" },
+                target.map_or_else(String::new, |t| format!(
+                    " The dashed line is its target ({}): above it the scaler adds replicas; below it, outside its tolerance and stabilization window, it removes them.",
+                    num_t(t.target)
+                )),
+            ),
+            chart: Chart::Time { series: vec![band(label, axis, &sig, 4)], hlines, opts: time_opts("scaler signal") },
+            table: time_table(
+                axis,
+                &[(format!("{label} (mean)"), &sig.mean), ("min".into(), &sig.min), ("max".into(), &sig.max)],
+            ),
+            svg: String::new(),
+        });
+    }
+
+    // Scale events.
+    if !fleet.events.is_empty() {
+        let signal_at = |t_s: f64| {
+            let i = ticks.partition_point(|x| x.time_s < t_s);
+            ticks.get(i).and_then(|x| x.signal)
+        };
+        let rows = fleet
+            .events
+            .iter()
+            .take(MAX_EVENT_ROWS)
+            .map(|e| {
+                let d = e.to as i64 - e.from as i64;
+                vec![
+                    num(e.time_s),
+                    clock(e.time_s),
+                    e.from.to_string(),
+                    e.to.to_string(),
+                    if d > 0 {
+                        format!("+{d}")
+                    } else if d < 0 {
+                        format!("−{}", -d)
+                    } else {
+                        "0".into()
+                    },
+                    e.reason.clone(),
+                    opt_num(signal_at(e.time_s)),
+                ]
+            })
+            .collect();
+        let n = fleet.events.len();
+        figs.push(Figure {
+            id: "fleet-events".into(),
+            title: "Scale events".into(),
+            caption: format!(
+                "Each change of the replica count: autoscaler decisions (from → to is the desired count), crashes and rolling updates (live replicas). Signal: the scaler's first metric at the next tick.{}",
+                if n > MAX_EVENT_ROWS {
+                    format!(" The first {MAX_EVENT_ROWS} of {n} events are listed; {} has them all.", data::SCALE_EVENTS_FILE)
+                } else {
+                    String::new()
+                }
+            ),
+            chart: Chart::TableOnly,
+            table: Table {
+                columns: ["time (s)", "clock", "from", "to", "change", "reason", "signal"].map(String::from).to_vec(),
+                rows,
+            },
+            svg: String::new(),
+        });
+    }
+
+    // GPU-hours by phase.
+    let pct = |v: f64| if g.total > 0.0 { format!("{}%", num_t(v / g.total * 100.0)) } else { "-".into() };
+    let mut rows = vec![vec![
+        "all".to_string(),
+        num(g.total),
+        num(g.serving),
+        num(g.starting),
+        num(g.draining),
+        num(g.idle_node),
+        pct(g.serving),
+        format!("${:.2}", s.price.usd_per_gpu_hour),
+        money(s.cost_usd),
+    ]];
+    if g.per_sku.len() > 1 {
+        rows.extend(g.per_sku.iter().map(|k| {
+            vec![
+                k.sku.clone(),
+                num(k.total),
+                num(k.serving),
+                num(k.starting),
+                num(k.draining),
+                num(k.idle_node),
+                if k.total > 0.0 { format!("{}%", num_t(k.serving / k.total * 100.0)) } else { "-".into() },
+                format!("${:.2}", k.usd_per_gpu_hour),
+                money(k.cost_usd),
+            ]
+        }));
+    } else if let Some(k) = g.per_sku.first() {
+        rows[0][0] = k.sku.clone();
+    }
+    figs.push(Figure {
+        id: "fleet-gpu-hours".into(),
+        title: "GPU-hours by phase".into(),
+        caption: "Billed GPU-hours: serving = Ready and taking requests; starting = from the replica's request (node provisioning included) to Ready; draining = from the start of a drain to termination; idle node = billed node GPUs that held no replica (node-level billing). Total = serving + starting + draining + idle node.".into(),
+        chart: Chart::TableOnly,
+        table: Table {
+            columns: ["GPU", "GPU-h", "serving", "starting", "draining", "idle node", "serving share", "price / GPU-h", "cost"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        },
+        svg: String::new(),
+    });
+
+    Some(Section {
+        id: "fleet".into(),
+        title: "Replicas and autoscaling".into(),
+        intro: scaler.map(|a| format!("Autoscaler: {a}.")),
+        figures: figs,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // Run report.
 
 impl ReportContext {
@@ -802,6 +1216,11 @@ impl ReportContext {
         }
         if !figs.is_empty() {
             sections.push(Section { id: "load".into(), title: "Load".into(), intro: None, figures: figs });
+        }
+
+        // Replicas by phase and autoscaling.
+        if let Some(sec) = run.fleet.and_then(|f| fleet_section(&axis, s, f, info.header.as_ref())) {
+            sections.push(sec);
         }
 
         // Replicas.
@@ -1189,6 +1608,7 @@ pub(crate) fn environment() -> Result<minijinja::Environment<'static>, ReportErr
     });
     env.add_global("style", minijinja::Value::from_safe_string(STYLE.to_string()));
     env.add_global("sort_js", minijinja::Value::from_safe_string(SORT_JS.to_string()));
+    env.add_template("head.html", HEAD_TEMPLATE)?;
     env.add_template("report.html", TEMPLATE)?;
     env.add_template("plan.html", PLAN_TEMPLATE)?;
     Ok(env)
@@ -1250,6 +1670,7 @@ pub struct ResultDir {
     pub summary: Summary,
     pub records: Option<Vec<RequestRecord>>,
     pub timeseries: Vec<TsRow>,
+    pub fleet: Option<data::FleetData>,
     pub scenario_yaml: Option<String>,
 }
 
@@ -1273,15 +1694,29 @@ impl ResultDir {
         let records = read_opt("requests.csv")?
             .map(|b| crate::metrics::parse_requests_csv(&b).map_err(|e| input("requests.csv", e.to_string())))
             .transpose()?;
-        let timeseries = match read_opt("timeseries.csv")? {
-            Some(b) => data::parse_timeseries_csv(&b).map_err(|e| match e {
-                ReportError::Input { msg, .. } => input("timeseries.csv", msg),
+        let in_file = |name: &'static str| {
+            move |e| match e {
+                ReportError::Input { msg, .. } => input(name, msg),
                 e => e,
-            })?,
+            }
+        };
+        let ts_bytes = read_opt("timeseries.csv")?;
+        let timeseries = match &ts_bytes {
+            Some(b) => data::parse_timeseries_csv(b).map_err(in_file("timeseries.csv"))?,
             None => Vec::new(),
         };
+        let events = read_opt(data::SCALE_EVENTS_FILE)?;
+        let fleet = match &ts_bytes {
+            Some(b) => data::FleetData::parse(b, events.as_deref()).map_err(|e| match e {
+                ReportError::Input { file, msg } if file == Path::new(data::SCALE_EVENTS_FILE) => {
+                    input(data::SCALE_EVENTS_FILE, msg)
+                }
+                e => in_file("timeseries.csv")(e),
+            })?,
+            None => None,
+        };
         let scenario_yaml = read_opt(SCENARIO_COPY)?.map(|b| String::from_utf8_lossy(&b).into_owned());
-        Ok(ResultDir { dir: dir.to_path_buf(), summary, records, timeseries, scenario_yaml })
+        Ok(ResultDir { dir: dir.to_path_buf(), summary, records, timeseries, fleet, scenario_yaml })
     }
 
     /// Resolves the scenario copy (with the overrides it records) for the header; a scenario
@@ -1322,6 +1757,7 @@ impl ResultDir {
             summary: &self.summary,
             records: self.records.as_deref(),
             timeseries: &self.timeseries,
+            fleet: self.fleet.as_ref(),
         }
     }
 }

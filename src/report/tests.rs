@@ -85,7 +85,10 @@ pub(crate) fn synthetic(
 }
 
 fn run_ctx(summary: &Summary, records: &[RequestRecord], ts: &[TsRow], info: &ScenarioInfo) -> ReportContext {
-    ReportContext::for_run(&RunData { label: &summary.scenario, summary, records: Some(records), timeseries: ts }, info)
+    ReportContext::for_run(
+        &RunData { label: &summary.scenario, summary, records: Some(records), timeseries: ts, fleet: None },
+        info,
+    )
 }
 
 #[test]
@@ -146,13 +149,15 @@ fn hostile_strings_are_escaped() {
         engine: vec![KeyValue { key: evil.into(), value: evil.into() }],
         workload: vec![KeyValue { key: "kind".into(), value: evil.into() }],
         price: evil.into(),
+        autoscaler: Some(evil.into()),
+        scaler_target: None,
     };
     let info = ScenarioInfo {
         header: Some(header),
         yaml: Some(format!("name: x\n# </pre>{evil}\n")),
         notes: vec![evil.into()],
     };
-    let run = RunData { label: &name, summary: &s, records: Some(&recs), timeseries: &ts };
+    let run = RunData { label: &name, summary: &s, records: Some(&recs), timeseries: &ts, fleet: None };
     let html = render_run_html(&run, &info).unwrap();
     let cmp = render_compare_html(&[run, RunData { label: evil, ..run }], &info).unwrap();
     for h in [&html, &cmp] {
@@ -175,7 +180,7 @@ fn twenty_four_hour_run_stays_small() {
     let (s, recs, ts) = synthetic("day", 400_000, 86_400, 8, 1);
     assert_eq!(ts.len(), 8 * 86_400);
     let html = render_run_html(
-        &RunData { label: "day", summary: &s, records: Some(&recs), timeseries: &ts },
+        &RunData { label: "day", summary: &s, records: Some(&recs), timeseries: &ts, fleet: None },
         &ScenarioInfo::default(),
     )
     .unwrap();
@@ -229,8 +234,8 @@ fn svgs_carry_expected_series() {
 fn compare_context_shares_axes() {
     let (s, recs, ts) = synthetic("cmp", 300, 60, 2, 1);
     let runs = [
-        RunData { label: "a", summary: &s, records: Some(&recs), timeseries: &ts },
-        RunData { label: "b", summary: &s, records: Some(&recs), timeseries: &ts },
+        RunData { label: "a", summary: &s, records: Some(&recs), timeseries: &ts, fleet: None },
+        RunData { label: "b", summary: &s, records: Some(&recs), timeseries: &ts, fleet: None },
     ];
     let ctx = ReportContext::for_compare(&runs, &ScenarioInfo::default());
     assert_eq!(ctx.kind, ReportKind::Compare);
@@ -484,4 +489,292 @@ fn plan_page_escapes_hostile_strings() {
     assert!(!html.contains("<img"), "raw tag leaked");
     assert!(!html.contains("alert(\"x\")"), "unescaped quotes");
     assert!(html.contains("&lt;script&gt;"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleet: replicas by phase and scale events.
+
+/// Four minutes, one replica, and a schedule that asks for 3 replicas from minute 1 to minute
+/// 3: scale events exactly at 60 s (1 → 3) and 180 s (3 → 1). Warm-node starts take 30 s plus
+/// the weight load (16 GB at 4 GB/s ≈ 4 s), so the two new replicas are starting on the 70 s
+/// and 90 s ticks and ready from the 100 s tick.
+const FLEET_SCENARIO: &str = r#"
+name: fleet
+seed: 3
+duration: 240s
+model: llama-3.1-8b
+gpu: h100_sxm
+replicas: 1
+router: {kind: round_robin}
+lifecycle: {preset: warm_node, engine_init: 20s, graph_capture: 10s, drain_grace: 30s}
+autoscaler: {kind: scheduled, replicas: 1, schedule: [{start: "00:01", end: "00:03", replicas: 3}]}
+output: {timeseries_interval: 10s}
+workload:
+  kind: synthetic
+  arrival: {kind: poisson, rate: 4}
+  input: {kind: uniform, min: 64, max: 256}
+  output: {kind: uniform, min: 16, max: 64}
+"#;
+
+/// The fleet scenario simulated and written the way `run` writes its folder.
+fn fleet_run() -> (Scenario, crate::sim::SimOutput, Vec<u8>, Vec<u8>) {
+    let sc = crate::scenario::load_str(FLEET_SCENARIO, Path::new("fleet.yaml"), &[]).unwrap();
+    let out = crate::sim::simulate(&sc).unwrap();
+    let ts = crate::metrics::render_timeseries(&out.recorder);
+    let ev = data::scale_events_csv(&out.totals.fleet.events);
+    (sc, out, ts, ev)
+}
+
+fn figure<'a>(ctx: &'a ReportContext, id: &str) -> &'a Figure {
+    ctx.sections.iter().flat_map(|s| &s.figures).find(|f| f.id == id).unwrap_or_else(|| panic!("no figure {id}"))
+}
+
+#[test]
+fn fleet_context_has_exact_scale_events_and_phases() {
+    let (sc, out, ts_bytes, ev) = fleet_run();
+    let fleet = data::FleetData::parse(&ts_bytes, Some(&ev)).unwrap().expect("fleet columns");
+    assert_eq!(fleet.events_source, data::EventsSource::Log);
+    let ts = data::parse_timeseries_csv(&ts_bytes).unwrap();
+    let run = RunData {
+        label: "fleet",
+        summary: &out.summary,
+        records: Some(&out.recorder.records),
+        timeseries: &ts,
+        fleet: Some(&fleet),
+    };
+    let ctx = ReportContext::for_run(&run, &ScenarioInfo::new(Some(&sc), None));
+    let ids: Vec<&str> = ctx.sections.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["distributions", "over-time", "load", "fleet", "replicas", "prefix", "cost"]);
+    let fleet_sec = ctx.sections.iter().find(|s| s.id == "fleet").unwrap();
+    let fig_ids: Vec<&str> = fleet_sec.figures.iter().map(|f| f.id.as_str()).collect();
+    // The schedule reports no signal, so there is no signal chart.
+    assert_eq!(fig_ids, ["fleet-replicas", "fleet-events", "fleet-gpu-hours"]);
+    assert_eq!(
+        fleet_sec.intro.as_deref(),
+        Some(r#"Autoscaler: kind: scheduled, replicas: 1, schedule: [{"end":"00:03","replicas":3,"start":"00:01"}]."#)
+    );
+
+    let events = figure(&ctx, "fleet-events");
+    assert_eq!(events.table.columns, ["time (s)", "clock", "from", "to", "change", "reason", "signal"]);
+    assert_eq!(
+        events.table.rows,
+        [["60.00", "0:01:00", "1", "3", "+2", "schedule", "-"], ["180.0", "0:03:00", "3", "1", "−2", "schedule", "-"],]
+    );
+    assert_eq!(events.chart, Chart::TableOnly);
+
+    let reps = figure(&ctx, "fleet-replicas");
+    let Chart::Fleet { areas, desired, events, .. } = &reps.chart else { panic!("fleet chart") };
+    assert_eq!(areas.iter().map(|a| a.label.as_str()).collect::<Vec<_>>(), ["ready", "starting", "draining"]);
+    assert_eq!(
+        events,
+        &[charts::EventMark { t_s: 60.0, to: 3, up: true }, charts::EventMark { t_s: 180.0, to: 1, up: false },]
+    );
+    // 10 s ticks → 10 s buckets, one tick each: the means are the tick values.
+    let at = |s: &BandSeries, t: f64| s.y[s.x.iter().position(|x| *x == t).unwrap()];
+    let (ready, starting) = (&areas[0], &areas[1]);
+    assert_eq!(ready.x[..3], [10.0, 20.0, 30.0]);
+    for (t, r, st, d) in [
+        (50.0, 1.0, 0.0, 1.0),
+        (70.0, 1.0, 2.0, 3.0),
+        (90.0, 1.0, 2.0, 3.0),
+        (100.0, 3.0, 0.0, 3.0),
+        (190.0, 1.0, 0.0, 1.0),
+    ] {
+        assert_eq!(at(ready, t), Some(r), "ready at {t} s");
+        assert_eq!(at(starting, t), Some(st), "starting at {t} s");
+        assert_eq!(at(desired.as_ref().unwrap(), t), Some(d), "desired at {t} s");
+    }
+
+    // GPU-hours: the table's numbers are the summary's and add up.
+    let g = &out.summary.gpu_hours;
+    assert!((g.serving + g.starting + g.draining + g.idle_node - g.total).abs() < 1e-9);
+    assert!(g.starting > 0.0);
+    let gh = figure(&ctx, "fleet-gpu-hours");
+    assert_eq!(gh.table.rows.len(), 1);
+    assert_eq!(
+        gh.table.rows[0][1..6],
+        [num(g.total), num(g.serving), num(g.starting), num(g.draining), num(g.idle_node)]
+    );
+    assert_eq!(gh.table.rows[0][8], money(out.summary.cost_usd));
+}
+
+#[test]
+fn fleet_svg_has_phases_desired_steps_and_event_markers() {
+    let (sc, out, ts_bytes, ev) = fleet_run();
+    let fleet = data::FleetData::parse(&ts_bytes, Some(&ev)).unwrap().unwrap();
+    let ts = data::parse_timeseries_csv(&ts_bytes).unwrap();
+    let run = RunData { label: "fleet", summary: &out.summary, records: None, timeseries: &ts, fleet: Some(&fleet) };
+    let ctx = ReportContext::for_run(&run, &ScenarioInfo::new(Some(&sc), None));
+    let fig = figure(&ctx, "fleet-replicas");
+    let svg = fig.chart.to_svg().unwrap();
+    for l in
+        ["ready", "starting", "draining", "desired", "▲ scale up", "▼ scale down", "time since start (min)", "replicas"]
+    {
+        assert!(svg.contains(l), "fleet chart lacks `{l}`");
+    }
+    let Chart::Fleet { desired: Some(d), .. } = &fig.chart else { panic!("fleet chart") };
+    // The desired step line: two points per bucket with ticks (24 buckets of 10 s; the run's
+    // last tick comes before 240 s, so the last bucket is empty).
+    let n = d.y.iter().flatten().count();
+    assert_eq!((d.y.len(), n), (24, 23));
+    assert!(polylines(&svg).contains(&(2 * n)), "{:?} vs {n} buckets", polylines(&svg));
+    // Ready and starting areas (no tick saw a draining replica: they finished their work within
+    // the same instant) and one marker per event.
+    assert!(fleet.ticks.iter().all(|t| t.draining == 0));
+    assert_eq!(svg.matches("<polygon").count(), 2 + 2);
+    // The rendered page shows the event and GPU-hour tables open, and the autoscaler in the header.
+    let html = render_run_html(&run, &ScenarioInfo::new(Some(&sc), None)).unwrap();
+    assert!(html.contains("<dt>autoscaler</dt><dd>kind: scheduled, replicas: 1, schedule:"));
+    assert!(html.contains("<td>0:03:00</td><td>3</td><td>1</td><td>−2</td><td>schedule</td>"));
+    assert_eq!(
+        html.matches("<svg").count(),
+        ctx.sections.iter().flat_map(|s| &s.figures).filter(|f| f.chart != Chart::TableOnly).count()
+    );
+}
+
+#[test]
+fn report_dir_rebuilds_the_same_fleet_section() {
+    let (sc, out, ts_bytes, ev) = fleet_run();
+    let dir = std::env::temp_dir().join(format!("servesim-fleet-report-{}", std::process::id()));
+    crate::metrics::write_outputs(&dir, &out.summary, Some(&out.recorder.records), Some(&ts_bytes)).unwrap();
+    std::fs::write(dir.join(data::SCALE_EVENTS_FILE), &ev).unwrap();
+    let rd = ResultDir::read(&dir).unwrap();
+    let fleet = data::FleetData::parse(&ts_bytes, Some(&ev)).unwrap();
+    let ts = data::parse_timeseries_csv(&ts_bytes).unwrap();
+    let info = ScenarioInfo::new(Some(&sc), None);
+    let direct = ReportContext::for_run(
+        &RunData {
+            label: "fleet",
+            summary: &out.summary,
+            records: Some(&out.recorder.records),
+            timeseries: &ts,
+            fleet: fleet.as_ref(),
+        },
+        &info,
+    );
+    let read_back = ReportContext::for_run(&RunData { label: "fleet", ..rd.run_data() }, &info);
+    let sec = |c: &ReportContext| c.sections.iter().find(|s| s.id == "fleet").cloned();
+    assert!(sec(&direct).is_some());
+    assert_eq!(sec(&direct), sec(&read_back));
+    // Without the event log, events come back from desired_replicas at tick resolution: the
+    // tick at 60 s is taken before the scaler's decision at the same instant.
+    std::fs::remove_file(dir.join(data::SCALE_EVENTS_FILE)).unwrap();
+    let rd = ResultDir::read(&dir).unwrap();
+    let f = rd.fleet.as_ref().unwrap();
+    assert_eq!(f.events_source, data::EventsSource::Timeseries);
+    let got: Vec<(f64, u32, u32)> = f.events.iter().map(|e| (e.time_s, e.from, e.to)).collect();
+    assert_eq!(got, [(70.0, 1, 3), (190.0, 3, 1)]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fleet_files_parse_exactly() {
+    let ts = b"time_s,replica,running,waiting,kv_usage,phase,replicas_ready,replicas_starting,replicas_draining,desired_replicas,scaler_signal,gateway_queue\n\
+1.000000000,0,1,0,0.1,ready,1,0,0,1,0.5,0\n\
+2.000000000,0,1,0,0.1,ready,1,1,0,2,2.25,3\n\
+2.000000000,1,0,0,0,weight_load,1,1,0,2,2.25,3\n\
+3.000000000,0,1,0,0.1,draining,0,1,1,2,,0\n";
+    let ticks = data::parse_fleet_ticks(ts).unwrap();
+    assert_eq!(
+        ticks,
+        [
+            data::FleetTick {
+                time_s: 1.0,
+                ready: 1,
+                starting: 0,
+                draining: 0,
+                desired: 1,
+                signal: Some(0.5),
+                gateway: 0
+            },
+            data::FleetTick {
+                time_s: 2.0,
+                ready: 1,
+                starting: 1,
+                draining: 0,
+                desired: 2,
+                signal: Some(2.25),
+                gateway: 3
+            },
+            data::FleetTick { time_s: 3.0, ready: 0, starting: 1, draining: 1, desired: 2, signal: None, gateway: 0 },
+        ]
+    );
+    let ev = [crate::engine::ScaleEvent {
+        time: SimTime(1_500_000_001),
+        from: 1,
+        to: 1,
+        reason: "rolling update (maxSurge 1, maxUnavailable 0)".into(),
+    }];
+    let csv = data::scale_events_csv(&ev);
+    assert_eq!(
+        String::from_utf8(csv.clone()).unwrap(),
+        "time_s,from,to,reason\n1.500000001,1,1,\"rolling update (maxSurge 1, maxUnavailable 0)\"\n"
+    );
+    let back = data::parse_scale_events_csv(&csv).unwrap();
+    assert_eq!(back[0].time_s, SimTime(1_500_000_001).as_secs_f64());
+    assert_eq!(back[0].reason, ev[0].reason);
+    let f = data::FleetData::parse(ts, None).unwrap().unwrap();
+    assert_eq!(
+        f.events,
+        [data::ScaleEventRow { time_s: 2.0, from: 1, to: 2, reason: "desired_replicas changed".into() }]
+    );
+    assert!(f.changed());
+    // A time series without fleet columns has no fleet data; a bad event line names the file.
+    assert_eq!(data::FleetData::parse(b"time_s,replica,running,waiting,kv_usage\n1,0,0,0,0\n", None).unwrap(), None);
+    let e = data::parse_scale_events_csv(b"time_s,from,to,reason\nx,1,2,y\n").unwrap_err().to_string();
+    assert_eq!(e, "scale_events.csv: line 2, column `time_s`: `x` is not a number");
+}
+
+#[test]
+fn fixed_fleet_gets_no_fleet_section() {
+    let (s, recs, ts) = synthetic("fixed", 200, 60, 2, 1);
+    let ticks: Vec<data::FleetTick> =
+        (1..=60).map(|t| data::FleetTick { time_s: t as f64, ready: 2, desired: 2, ..Default::default() }).collect();
+    let fleet = data::FleetData { ticks, ..Default::default() };
+    assert!(!fleet.changed());
+    let run = RunData { label: "fixed", summary: &s, records: Some(&recs), timeseries: &ts, fleet: Some(&fleet) };
+    let ctx = ReportContext::for_run(&run, &ScenarioInfo::default());
+    assert!(ctx.sections.iter().all(|s| s.id != "fleet"));
+    assert!(!render_run_html(&run, &ScenarioInfo::default()).unwrap().contains("Replicas by phase"));
+}
+
+#[test]
+fn day_of_autoscaling_stays_small_and_caps_events() {
+    // A day at 1 s ticks, desired swinging every 7 minutes between 2 and 10 (410 events).
+    let (s, recs, ts) = synthetic("day-fleet", 20_000, 86_400, 2, 60);
+    let mut ticks = Vec::new();
+    let mut events = Vec::new();
+    let mut desired = 2;
+    for t in 1..=86_400u32 {
+        if t % 420 == 0 {
+            let to = if desired == 2 { 10 } else { 2 };
+            events.push(data::ScaleEventRow { time_s: t as f64, from: desired, to, reason: "metrics".into() });
+            desired = to;
+        }
+        let starting = if t % 420 < 300 && desired == 10 { 8 } else { 0 };
+        let ready = desired - starting;
+        ticks.push(data::FleetTick {
+            time_s: t as f64,
+            ready,
+            starting,
+            desired,
+            signal: Some((t % 100) as f64 / 10.0),
+            ..Default::default()
+        });
+    }
+    assert_eq!(events.len(), 205);
+    let fleet = data::FleetData { ticks, events, events_source: data::EventsSource::Log };
+    let run = RunData { label: "day", summary: &s, records: Some(&recs), timeseries: &ts, fleet: Some(&fleet) };
+    let ctx = ReportContext::for_run(&run, &ScenarioInfo::default());
+    let ev = figure(&ctx, "fleet-events");
+    assert_eq!(ev.table.rows.len(), MAX_EVENT_ROWS);
+    assert!(ev.caption.contains("The first 100 of 205 events are listed; scale_events.csv has them all."));
+    let reps = figure(&ctx, "fleet-replicas");
+    let Chart::Fleet { areas, lines, .. } = &reps.chart else { panic!() };
+    assert!(areas[0].x.len() <= data::MAX_TIME_POINTS);
+    assert_eq!(lines.len(), 1, "bucket maxima shown where means hide peaks");
+    assert!(figure(&ctx, "fleet-signal").table.rows.len() <= data::MAX_TIME_POINTS);
+    let html = render_run_html(&run, &ScenarioInfo::default()).unwrap();
+    eprintln!("24-hour autoscaled report: {} bytes", html.len());
+    assert!(html.len() < 2_000_000, "24-hour autoscaled report is {} bytes", html.len());
 }
