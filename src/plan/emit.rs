@@ -291,9 +291,13 @@ impl AutoscalerEmit {
         let rules = |window, pods: Option<u32>| ScalingRules {
             stabilization_window_seconds: window,
             select_policy: pods.map(|_| "Max".to_string()),
-            policies: std::iter::once(ScalingPolicy { policy_type: "Percent".into(), value: 100, period_seconds: period })
-                .chain(pods.map(|p| ScalingPolicy { policy_type: "Pods".into(), value: p, period_seconds: period }))
-                .collect(),
+            policies: std::iter::once(ScalingPolicy {
+                policy_type: "Percent".into(),
+                value: 100,
+                period_seconds: period,
+            })
+            .chain(pods.map(|p| ScalingPolicy { policy_type: "Pods".into(), value: p, period_seconds: period }))
+            .collect(),
         };
         AutoscalerEmit {
             chosen: "HorizontalPodAutoscaler".into(),
@@ -371,10 +375,12 @@ impl AutoscalerEmit {
                 let b = k.advanced.as_ref().and_then(|a| a.horizontal_pod_autoscaler_config.as_ref());
                 let mut metrics = Vec::new();
                 for t in &k.triggers {
-                    let get = |key: &str| t.metadata.get(key).map(|v| match v {
-                        crate::autoscaler::keda::Quantityish::Text(s) => s.clone(),
-                        crate::autoscaler::keda::Quantityish::Number(n) => n.to_string(),
-                    });
+                    let get = |key: &str| {
+                        t.metadata.get(key).map(|v| match v {
+                            crate::autoscaler::keda::Quantityish::Text(s) => s.clone(),
+                            crate::autoscaler::keda::Quantityish::Number(n) => n.to_string(),
+                        })
+                    };
                     let (Some(q), Some(th)) = (get("query"), get("threshold")) else { continue };
                     let q = q.trim();
                     let (agg, inner) = match q.find('(') {

@@ -145,7 +145,10 @@ pub fn rows(ctx: &PlanContext, groups: &[GroupResult]) -> Vec<PointRow> {
                     a.day_seconds / 3600.0
                 );
                 row.reason = if row.feasible {
-                    format!("{head}: meets every SLO on {} seed(s); cost = billed GPU-hours × {:.3} × price", row.seeds, scale)
+                    format!(
+                        "{head}: meets every SLO on {} seed(s); cost = billed GPU-hours × {:.3} × price",
+                        row.seeds, scale
+                    )
                 } else {
                     format!(
                         "{head}: {}",

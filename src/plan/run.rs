@@ -235,8 +235,8 @@ pub fn run_plan(path: &Path, opts: &PlanOptions) -> Result<PlanRun> {
         let per: Vec<Vec<GroupResult>> = mine
             .par_iter()
             .map(|gs| {
-                let rs =
-                    search::search_config(&ctx, gs).with_context(|| format!("plan configuration {}", gs[0].config_id()))?;
+                let rs = search::search_config(&ctx, gs)
+                    .with_context(|| format!("plan configuration {}", gs[0].config_id()))?;
                 let mut b = best.lock().unwrap();
                 for r in &rs {
                     b.0 += r.simulations;

@@ -161,13 +161,19 @@ pub fn autoscaler_axis(plan: &PlanConfig, base: &ScenarioFile) -> Result<Vec<(St
             AutoscalerCandidate::Named(n) if n == "none" || n == "fixed" => ("none".to_string(), None),
             AutoscalerCandidate::Named(n) if n == "scenario" => match &base.autoscaler {
                 Some(c) if *c != AutoscalerConfig::Fixed => (n.clone(), Some(c.clone())),
-                _ => bail!("{field}: `scenario` names the scenario's `autoscaler:`, but the scenario has none; add one or name another setting"),
+                _ => bail!(
+                    "{field}: `scenario` names the scenario's `autoscaler:`, but the scenario has none; add one or name another setting"
+                ),
             },
             AutoscalerCandidate::Named(n) => match base.autoscalers.get(n) {
                 Some(c) => (n.clone(), Some(c.clone())),
                 None if PRESETS.contains(&n.as_str()) => (
                     n.clone(),
-                    Some(AutoscalerConfig::Preset(PresetConfig { name: n.clone(), min_replicas: None, max_replicas: None })),
+                    Some(AutoscalerConfig::Preset(PresetConfig {
+                        name: n.clone(),
+                        min_replicas: None,
+                        max_replicas: None,
+                    })),
                 ),
                 None => bail!(
                     "{field}: unknown autoscaler `{n}`; valid: {} (or an inline `{{name: …, config: {{kind: hpa, …}}}}`)",
@@ -177,7 +183,9 @@ pub fn autoscaler_axis(plan: &PlanConfig, base: &ScenarioFile) -> Result<Vec<(St
             AutoscalerCandidate::Inline(x) => (x.name.clone(), Some(x.config.clone())),
         };
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || name.is_empty() {
-            bail!("{field}: name `{name}` may only use letters, digits, `-`, `_` and `.` (it becomes part of configuration ids)");
+            bail!(
+                "{field}: name `{name}` may only use letters, digits, `-`, `_` and `.` (it becomes part of configuration ids)"
+            );
         }
         let cfg = match cfg {
             None => None,

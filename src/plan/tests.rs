@@ -116,6 +116,23 @@ fn shipped_plan_enumerates_over_a_thousand_points() {
     // Ids are stable and unique.
     assert_eq!(groups[0].id, "h100_sxm/qwen3-32b/tp1/e0/round_robin");
     assert_eq!(groups[1].id, "h100_sxm/qwen3-32b/tp1/e0/epp:default");
+    // Fixed vs autoscaled, as the file's header shows: the autoscaler is the innermost axis.
+    let set = "plan.candidates.autoscaler=[none,hpa,keda-epp-queue]".to_string();
+    let f = scenario::parse_file(&text, path, &[set]).unwrap();
+    let groups = super::space::enumerate(f.plan.as_ref().unwrap(), &f).unwrap();
+    assert_eq!(groups.len(), 180);
+    let ids: Vec<&str> = groups[..4].iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "h100_sxm/qwen3-32b/tp1/e0/round_robin",
+            "h100_sxm/qwen3-32b/tp1/e0/round_robin/hpa",
+            "h100_sxm/qwen3-32b/tp1/e0/round_robin/keda-epp-queue",
+            "h100_sxm/qwen3-32b/tp1/e0/epp:default"
+        ]
+    );
+    assert!(matches!(groups[1].autoscaler_config, Some(crate::autoscaler::AutoscalerConfig::Hpa(_))));
+    assert_eq!(run::configurations(groups, None).len(), 60);
 }
 
 #[test]
@@ -176,8 +193,7 @@ fn bisection_matches_exhaustive_scan() {
     let mut results = Vec::new();
     for mode in [SearchMode::Bisect, SearchMode::Exhaustive] {
         plan.search = mode;
-        let ctx =
-            SearchCtx {
+        let ctx = SearchCtx {
             plan: &plan,
             base: &b,
             traffic_up: None,
@@ -326,7 +342,10 @@ fn plan_end_to_end() {
     assert_eq!(keda.spec.scale_target_ref.name, dep.metadata.name);
     let t = &keda.spec.triggers[0];
     assert_eq!((t.trigger_type.as_str(), t.metric_type.as_str()), ("prometheus", "AverageValue"));
-    assert_eq!(Some(&t.metadata["threshold"]), hpa.spec.metrics[0].pods.as_ref().unwrap().target.average_value.as_ref());
+    assert_eq!(
+        Some(&t.metadata["threshold"]),
+        hpa.spec.metrics[0].pods.as_ref().unwrap().target.average_value.as_ref()
+    );
     assert_eq!(t.metadata["query"], "sum(vllm:num_requests_waiting{model_name=\"meta-llama/Llama-3.1-8B-Instruct\"})");
     assert_eq!(
         keda.spec.advanced.as_ref().unwrap().horizontal_pod_autoscaler_config.behavior,
@@ -512,7 +531,10 @@ fn autoscaler_axis_enumerates_expected_groups_and_rejects_bad_entries() {
             "h100_sxm/llama-3.1-8b/tp1/e0/round_robin/keda-running"
         ]
     );
-    assert_eq!(groups.iter().map(|g| g.autoscaler.as_str()).collect::<Vec<_>>(), ["none", "hpa-waiting", "keda-running"]);
+    assert_eq!(
+        groups.iter().map(|g| g.autoscaler.as_str()).collect::<Vec<_>>(),
+        ["none", "hpa-waiting", "keda-running"]
+    );
     assert!(groups.iter().all(|g| g.config_id() == "h100_sxm/llama-3.1-8b/tp1/e0/round_robin"));
     assert!(matches!(groups[2].autoscaler_config, Some(crate::autoscaler::AutoscalerConfig::Keda(_))));
     // One shard takes a whole configuration.
@@ -533,7 +555,8 @@ fn autoscaler_axis_enumerates_expected_groups_and_rejects_bad_entries() {
     assert!(e.contains("the scenario has none"), "{e}");
     let e = err(AUTOSCALED.replace("    - hpa-waiting\n", "    - llm-d-wva-saturation\n"));
     assert!(e.contains("cannot be planned"), "{e}");
-    let e = err(AUTOSCALED.replace("        pollingInterval: 15\n", "        pollingInterval: 15\n        cooldownPeriodd: 3\n"));
+    let e = err(AUTOSCALED
+        .replace("        pollingInterval: 15\n", "        pollingInterval: 15\n        cooldownPeriodd: 3\n"));
     assert!(e.contains("cooldownPeriodd"), "{e}");
     let e = err(AUTOSCALED.replace("    - name: keda-running\n", "    - name: keda/running\n"));
     assert!(e.contains("may only use letters"), "{e}");
@@ -552,21 +575,19 @@ fn autoscaled_plan_end_to_end() {
     let (ctx, groups) = run::normalize(&full.context, &full.groups).unwrap();
     let a = dir.join("full");
     let rep = report::write_all(&a, &ctx, &groups).unwrap();
-    for r in rep.points.iter().filter(|r| r.status == "simulated" || r.autoscaler != "none") {
-        eprintln!(
-            "{} {} {} cost {} gh {:?} ev {:?} ttft {:?} tpot {:?} feas {} conf {} {}",
-            r.id, r.status, r.replicas, r.cost_usd_per_day, r.gpu_hours, r.scale_events, r.ttft_p90_s, r.tpot_p90_s,
-            r.feasible, r.confirmed, r.reason
-        );
-    }
     // Peak capacity: the fixed fleet's minimum, shared by the autoscaled variants.
     let m = groups[0].min_replicas.unwrap();
+    assert_eq!(m, 3);
     assert!(groups.iter().all(|g| g.min_replicas == Some(m)));
     assert_eq!(groups[0].simulations + groups[1].simulations + groups[2].simulations, full.simulations);
 
     // An autoscaled point's cost is its simulated GPU-hours × price, scaled from 12 min to 24 h,
     // and equals a direct `simulate` of the same setting.
-    let hpa_row = rep.points.iter().find(|r| r.id == format!("h100_sxm/llama-3.1-8b/tp1/e0/round_robin/hpa-waiting/r{m}")).unwrap();
+    let hpa_row = rep
+        .points
+        .iter()
+        .find(|r| r.id == format!("h100_sxm/llama-3.1-8b/tp1/e0/round_robin/hpa-waiting/r{m}"))
+        .unwrap();
     assert_eq!(hpa_row.status, "simulated");
     assert_eq!(hpa_row.gpu_hours_scale, Some(120.0));
     assert_eq!(hpa_row.min_replicas, Some(2));
@@ -588,7 +609,30 @@ fn autoscaled_plan_end_to_end() {
     assert_eq!(hpa_row.scale_events, Some(out.totals.fleet.events.len() as u32));
     assert_eq!(hpa_row.cost_usd_per_day, gh.total * 2.0 * 120.0);
     assert_eq!(hpa_row.cost_usd_per_day, out.summary.cost_usd * 120.0);
-    let fixed_row = rep.points.iter().find(|r| r.id == format!("h100_sxm/llama-3.1-8b/tp1/e0/round_robin/r{m}")).unwrap();
+    // Hand-checked figures of this run: 0.442 GPU-hours in 12 minutes (2 replicas most of the
+    // time, a third for the busy stretch), 2 scale events, × 120 × $2 = $106.15/day against
+    // $144/day for 3 fixed replicas; its TPOT p90 over the day (70 ms) misses the 30 ms SLO.
+    assert_eq!(hpa_row.gpu_hours, Some(0.44229526329));
+    assert_eq!(hpa_row.scale_events, Some(2));
+    assert_eq!(hpa_row.cost_usd_per_day, 106.1508631896);
+    assert!(!hpa_row.feasible && hpa_row.reason.contains("tpot_p90_s 0.0702 > 0.03"), "{}", hpa_row.reason);
+    let phases = [
+        hpa_row.gpu_hours_serving,
+        hpa_row.gpu_hours_starting,
+        hpa_row.gpu_hours_draining,
+        hpa_row.gpu_hours_idle_node,
+    ];
+    let sum: f64 = phases.iter().map(|x| x.unwrap()).sum();
+    assert!((sum - gh.total).abs() < 1e-9, "{sum} vs {}", gh.total);
+    let keda_row =
+        rep.points.iter().find(|r| r.id == "h100_sxm/llama-3.1-8b/tp1/e0/round_robin/keda-running/r3").unwrap();
+    assert_eq!(
+        (keda_row.min_replicas, keda_row.gpu_hours, keda_row.scale_events),
+        (Some(1), Some(0.46727719416166663), Some(2))
+    );
+    assert!(!keda_row.feasible && keda_row.reason.contains("ttft_p90_s 5.8598 > 0.4"), "{}", keda_row.reason);
+    let fixed_row =
+        rep.points.iter().find(|r| r.id == format!("h100_sxm/llama-3.1-8b/tp1/e0/round_robin/r{m}")).unwrap();
     assert_eq!(fixed_row.cost_usd_per_day, m as f64 * 2.0 * 24.0);
     assert_eq!(fixed_row.gpu_hours, None);
 
@@ -598,12 +642,14 @@ fn autoscaled_plan_end_to_end() {
     for r in rep.points.iter().filter(|r| r.status == "simulated" && r.feasible && r.confirmed) {
         assert!(r.cost_usd_per_day >= rec.cost_usd_per_day, "{} is cheaper", r.id);
     }
-    eprintln!("rec {} {}", rec.id, rec.cost_usd_per_day);
+    assert_eq!((rec.id.as_str(), rec.cost_usd_per_day), ("h100_sxm/llama-3.1-8b/tp1/e0/round_robin/r3", 144.0));
 
     // plan.csv carries the autoscaler columns.
     let csv = std::fs::read_to_string(a.join("plan.csv")).unwrap();
     let header = csv.lines().next().unwrap();
-    assert!(header.contains(",autoscaler,") && header.contains(",gpu_hours_starting,") && header.contains(",scale_events,"));
+    assert!(
+        header.contains(",autoscaler,") && header.contains(",gpu_hours_starting,") && header.contains(",scale_events,")
+    );
 
     // Same result with one thread; shards + merge == unsharded, byte for byte.
     let one = run::run_plan(&path, &opts(None, Some(1))).unwrap();
@@ -629,6 +675,44 @@ fn autoscaled_plan_end_to_end() {
         serde_saphyr::from_str(&std::fs::read_to_string(a.join("vllm-hpa.yaml")).unwrap()).unwrap();
     let keda: Manifest<ScaledObjectSpec> =
         serde_saphyr::from_str(&std::fs::read_to_string(a.join("vllm-keda-scaledobject.yaml")).unwrap()).unwrap();
-    eprintln!("{hpa:?}\n{keda:?}");
+    // The fixed recommendation gets the unsimulated default around its 3 replicas.
+    assert_eq!((hpa.spec.min_replicas, keda.spec.min_replica_count), (3, 3));
+    // An autoscaled point's manifests carry its simulated setting: HPA from the HPA candidate…
+    let hpa_group = groups.iter().find(|g| g.group.autoscaler == "hpa-waiting").unwrap();
+    let chosen = AutoscalerEmit::for_point(hpa_group, 3).unwrap();
+    assert_eq!(AutoscalerEmit::for_point(hpa_group, 4), None, "only the simulated maxReplicas");
+    let d = dir.join("hpa-point");
+    emit::write_manifests_with(&d, &ctx, hpa_group, 3, &chosen).unwrap();
+    let text = std::fs::read_to_string(d.join("vllm-hpa.yaml")).unwrap();
+    assert!(text.starts_with("# HorizontalPodAutoscaler (the plan simulated this setting as `hpa-waiting`"), "{text}");
+    let h: Manifest<HpaSpec> = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!((h.spec.min_replicas, h.spec.max_replicas), (2, 3));
+    assert_eq!(h.spec.metrics.len(), 1);
+    let pm = h.spec.metrics[0].pods.as_ref().unwrap();
+    assert_eq!((pm.metric.name.as_str(), pm.target.average_value.as_deref()), ("vllm_num_requests_waiting", Some("1")));
+    let b = h.spec.behavior.unwrap();
+    assert_eq!((b.scale_up.stabilization_window_seconds, b.scale_down.stabilization_window_seconds), (0, 120));
+    let k: Manifest<ScaledObjectSpec> =
+        serde_saphyr::from_str(&std::fs::read_to_string(d.join("vllm-keda-scaledobject.yaml")).unwrap()).unwrap();
+    assert_eq!((k.spec.min_replica_count, k.spec.max_replica_count), (2, 3));
+    assert_eq!(k.spec.triggers[0].metadata["threshold"], "1");
+    // … and KEDA from the inline ScaledObject (threshold, activation, polling, min 1).
+    let keda_group = groups.iter().find(|g| g.group.autoscaler == "keda-running").unwrap();
+    let chosen = AutoscalerEmit::for_point(keda_group, 3).unwrap();
+    let d = dir.join("keda-point");
+    emit::write_manifests_with(&d, &ctx, keda_group, 3, &chosen).unwrap();
+    let k: Manifest<ScaledObjectSpec> =
+        serde_saphyr::from_str(&std::fs::read_to_string(d.join("vllm-keda-scaledobject.yaml")).unwrap()).unwrap();
+    assert_eq!((k.spec.min_replica_count, k.spec.max_replica_count, k.spec.polling_interval), (1, 3, 15));
+    let t = &k.spec.triggers[0];
+    assert_eq!(t.metadata["query"], "sum(vllm:num_requests_running{model_name=\"meta-llama/Llama-3.1-8B-Instruct\"})");
+    assert_eq!((t.metadata["threshold"].as_str(), t.metadata["activationThreshold"].as_str()), ("8", "1"));
+    let h: Manifest<HpaSpec> =
+        serde_saphyr::from_str(&std::fs::read_to_string(d.join("vllm-hpa.yaml")).unwrap()).unwrap();
+    let ext = h.spec.metrics[0].external.as_ref().unwrap();
+    assert_eq!(
+        (ext.metric.name.as_str(), ext.target.average_value.as_deref()),
+        ("vllm_num_requests_running", Some("8"))
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
