@@ -3,9 +3,10 @@
 //! EndpointPickerConfig; and the Indexed Job that runs a plan's shards.
 //!
 //! Autoscaling manifests are rendered from one [`AutoscalerEmit`] value (replica bounds,
-//! signal, threshold, timing). Today the planner fills it from the recommendation
-//! ([`AutoscalerEmit::for_recommendation`]); once the planner searches autoscaler settings, the
-//! chosen setting is passed to [`write_manifests_with`] instead and both manifests follow it. Each manifest is a minimal serde struct written as YAML and
+//! metrics and thresholds, behaviour). For an autoscaled recommendation it is the simulated
+//! setting ([`AutoscalerEmit::for_point`]); for a fixed one, a documented default around the
+//! planned count ([`AutoscalerEmit::for_recommendation`]). Both manifests follow it, so they
+//! stay equivalent. Each manifest is a minimal serde struct written as YAML and
 //! parsed back (and compared) before it is written; image, namespace and secrets are
 //! placeholders the user must fill in.
 
@@ -203,32 +204,68 @@ pub struct KedaTrigger {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// The signal an autoscaler scales on.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ScaleSignal {
-    /// vLLM's `vllm:num_requests_waiting`, averaged per replica.
-    VllmWaiting { per_replica: f64 },
-    /// The EPP's flow-control queue (`llm_d_epp_flow_control_queue_size`), averaged per replica;
-    /// only exists with EPP flow control on.
-    EppQueue { per_replica: f64 },
+/// One scaling metric, as both manifests carry it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EmitMetric {
+    /// The series as exported (`vllm:num_requests_waiting`, `llm_d_epp_flow_control_queue_size`).
+    pub metric: String,
+    /// A per-pod vLLM gauge averaged over pods (HPA `Pods`), or a pool-level series (HPA
+    /// `External`, as KEDA's own HPA sees its triggers).
+    pub per_pod: bool,
+    /// PromQL aggregation of KEDA's query: `sum` or `avg`.
+    pub aggregate: String,
+    /// `AverageValue` (per replica) or `Value` (the whole pool).
+    pub target_type: String,
+    pub target: f64,
+    /// KEDA `activationThreshold`, when set.
+    pub activation: Option<f64>,
 }
 
-/// What the HPA and ScaledObject say: one value so both stay consistent, and so the planner's
-/// autoscaler axis can hand its chosen setting straight to the emitter.
+impl EmitMetric {
+    /// Name through a Prometheus adapter (which cannot carry `:`).
+    pub fn adapter_name(&self) -> String {
+        self.metric.replace(':', "_")
+    }
+    /// The target as a quantity string (`5`, `0.8`).
+    pub fn threshold(&self) -> String {
+        quantity(self.target)
+    }
+    /// PromQL of the KEDA trigger, with the label that selects this pool's series.
+    pub fn promql(&self, app: &str, model_name: &str) -> String {
+        let labels = if self.metric.starts_with("vllm:") {
+            format!("{{model_name=\"{model_name}\"}}")
+        } else if self.metric.starts_with("llm_d_epp_") {
+            format!("{{inference_pool=\"{app}\"}}")
+        } else {
+            String::new()
+        };
+        format!("{}({}{labels})", self.aggregate, self.metric)
+    }
+}
+
+fn quantity(v: f64) -> String {
+    let s = format!("{v}");
+    s.strip_suffix(".0").map(str::to_owned).unwrap_or(s)
+}
+
+/// What the HPA and ScaledObject say: one value so both stay consistent. The planner fills it
+/// from the recommendation ([`AutoscalerEmit::for_recommendation`]) or, for an autoscaled
+/// recommendation, from the simulated setting ([`AutoscalerEmit::for_point`]).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AutoscalerEmit {
+    /// The manifest the simulated setting was (`HorizontalPodAutoscaler` or `ScaledObject`);
+    /// the other one is written as its equivalent.
+    pub chosen: String,
+    /// Plan candidate name (`default` when the planner did not search autoscalers).
+    pub name: String,
     pub min_replicas: u32,
     pub max_replicas: u32,
-    pub signal: ScaleSignal,
+    pub metrics: Vec<EmitMetric>,
     /// KEDA `pollingInterval` (s).
     pub polling_interval_s: u32,
     /// KEDA `cooldownPeriod` (s; only affects scaling to zero).
     pub cooldown_s: u32,
-    pub scale_up_stabilization_s: u32,
-    pub scale_down_stabilization_s: u32,
-    /// Scaling policy period (s) for both directions.
-    pub policy_period_s: u32,
+    pub behavior: HpaBehavior,
 }
 
 /// Queue depth per replica treated as "needs another replica": the EPP utilization
@@ -242,72 +279,136 @@ impl AutoscalerEmit {
     /// on every seed, and up to the count the traffic sensitivity found (at least +30 %).
     /// Signal: the EPP queue when the recommendation routes with the EPP, else vLLM's waiting
     /// queue; thresholds and timing are the documented defaults (Kubernetes HPA behaviour,
-    /// the llm-d KEDA recipe) until the planner searches them.
+    /// the llm-d KEDA recipe); this setting is not simulated.
     pub fn for_recommendation(gr: &GroupResult, replicas: u32) -> AutoscalerEmit {
         let max = gr.traffic_up_min.unwrap_or(replicas).max(replicas + (replicas as f64 * 0.3).ceil() as u32);
-        let signal = if gr.group.router.starts_with("epp") {
-            ScaleSignal::EppQueue { per_replica: DEFAULT_EPP_QUEUE_PER_REPLICA }
+        let (metric, per_pod, target) = if gr.group.router.starts_with("epp") {
+            ("llm_d_epp_flow_control_queue_size", false, DEFAULT_EPP_QUEUE_PER_REPLICA)
         } else {
-            ScaleSignal::VllmWaiting { per_replica: DEFAULT_WAITING_PER_REPLICA }
+            ("vllm:num_requests_waiting", true, DEFAULT_WAITING_PER_REPLICA)
         };
-        AutoscalerEmit {
-            min_replicas: replicas,
-            max_replicas: max,
-            signal,
-            polling_interval_s: 15,
-            cooldown_s: 300,
-            scale_up_stabilization_s: 0,
-            scale_down_stabilization_s: 300,
-            policy_period_s: 15,
-        }
-    }
-
-    pub fn behavior(&self) -> HpaBehavior {
+        let period = 15;
         let rules = |window, pods: Option<u32>| ScalingRules {
             stabilization_window_seconds: window,
             select_policy: pods.map(|_| "Max".to_string()),
             policies: std::iter::once(ScalingPolicy {
                 policy_type: "Percent".into(),
                 value: 100,
-                period_seconds: self.policy_period_s,
+                period_seconds: period,
             })
-            .chain(pods.map(|p| ScalingPolicy {
-                policy_type: "Pods".into(),
-                value: p,
-                period_seconds: self.policy_period_s,
-            }))
+            .chain(pods.map(|p| ScalingPolicy { policy_type: "Pods".into(), value: p, period_seconds: period }))
             .collect(),
         };
-        HpaBehavior {
-            scale_up: rules(self.scale_up_stabilization_s, Some(4)),
-            scale_down: rules(self.scale_down_stabilization_s, None),
+        AutoscalerEmit {
+            chosen: "HorizontalPodAutoscaler".into(),
+            name: "default".into(),
+            min_replicas: replicas,
+            max_replicas: max,
+            metrics: vec![EmitMetric {
+                metric: metric.into(),
+                per_pod,
+                aggregate: "sum".into(),
+                target_type: "AverageValue".into(),
+                target,
+                activation: None,
+            }],
+            polling_interval_s: 15,
+            cooldown_s: 300,
+            behavior: HpaBehavior { scale_up: rules(0, Some(4)), scale_down: rules(300, None) },
         }
     }
 
-    /// Threshold as the string both manifests carry (`5`, `0.5`).
-    pub fn threshold(&self) -> String {
-        let v = match self.signal {
-            ScaleSignal::VllmWaiting { per_replica } | ScaleSignal::EppQueue { per_replica } => per_replica,
+    /// The simulated autoscaler of an autoscaled plan point (its min/max, metrics, thresholds
+    /// and behaviour as simulated); `None` for a fixed fleet. KEDA cron triggers are not
+    /// carried (the planner only sizes metric triggers).
+    pub fn for_point(gr: &GroupResult, replicas: u32) -> Option<AutoscalerEmit> {
+        use crate::autoscaler::AutoscalerConfig;
+        use crate::autoscaler::hpa::{self, MetricSpec, TargetType};
+        let a = gr.autoscaled.as_ref().filter(|a| a.max_replicas == replicas)?;
+        let behavior = |b: Option<&crate::autoscaler::BehaviorConfig>| -> Option<HpaBehavior> {
+            let (up, down) = hpa::resolve_behavior(b).ok()?;
+            let conv = |r: &hpa::Rules| ScalingRules {
+                stabilization_window_seconds: r.window.as_secs_f64().round() as u32,
+                select_policy: Some(format!("{:?}", r.select)),
+                policies: r
+                    .policies
+                    .iter()
+                    .map(|p| ScalingPolicy {
+                        policy_type: format!("{:?}", p.kind),
+                        value: p.value,
+                        period_seconds: p.period_seconds,
+                    })
+                    .collect(),
+            };
+            Some(HpaBehavior { scale_up: conv(&up), scale_down: conv(&down) })
         };
-        let s = format!("{v}");
-        s.strip_suffix(".0").map(str::to_owned).unwrap_or(s)
-    }
-
-    /// HPA `Pods` metric name (through a Prometheus adapter, which cannot carry `:`).
-    pub fn hpa_metric(&self) -> &'static str {
-        match self.signal {
-            ScaleSignal::VllmWaiting { .. } => "vllm_num_requests_waiting",
-            ScaleSignal::EppQueue { .. } => "llm_d_epp_flow_control_queue_size",
-        }
-    }
-
-    /// PromQL of the KEDA trigger: the pool-wide sum (KEDA divides by replicas for AverageValue).
-    pub fn promql(&self, app: &str, model_name: &str) -> String {
-        match self.signal {
-            ScaleSignal::VllmWaiting { .. } => format!("sum(vllm:num_requests_waiting{{model_name=\"{model_name}\"}})"),
-            ScaleSignal::EppQueue { .. } => {
-                format!("sum(llm_d_epp_flow_control_queue_size{{inference_pool=\"{app}\"}})")
+        let tt = |t: TargetType| format!("{t:?}");
+        match &a.config {
+            AutoscalerConfig::Hpa(h) => Some(AutoscalerEmit {
+                chosen: "HorizontalPodAutoscaler".into(),
+                name: gr.group.autoscaler.clone(),
+                min_replicas: h.min_replicas,
+                max_replicas: h.max_replicas,
+                metrics: h
+                    .metrics
+                    .iter()
+                    .map(|m| {
+                        let (src, per_pod) = match m {
+                            MetricSpec::Pods(p) => (&p.pods, true),
+                            MetricSpec::External(e) => (&e.external, false),
+                        };
+                        EmitMetric {
+                            metric: src.metric.name.clone(),
+                            per_pod,
+                            aggregate: "sum".into(),
+                            target_type: tt(src.target.kind),
+                            target: src.target.average_value.or(src.target.value).map_or(0.0, |q| q.0),
+                            activation: None,
+                        }
+                    })
+                    .collect(),
+                polling_interval_s: h.sync_period.as_ref().map_or(15, |d| d.0.as_secs_f64().round() as u32),
+                cooldown_s: 300,
+                behavior: behavior(h.behavior.as_ref())?,
+            }),
+            AutoscalerConfig::Keda(k) => {
+                let b = k.advanced.as_ref().and_then(|a| a.horizontal_pod_autoscaler_config.as_ref());
+                let mut metrics = Vec::new();
+                for t in &k.triggers {
+                    let get = |key: &str| {
+                        t.metadata.get(key).map(|v| match v {
+                            crate::autoscaler::keda::Quantityish::Text(s) => s.clone(),
+                            crate::autoscaler::keda::Quantityish::Number(n) => n.to_string(),
+                        })
+                    };
+                    let (Some(q), Some(th)) = (get("query"), get("threshold")) else { continue };
+                    let q = q.trim();
+                    let (agg, inner) = match q.find('(') {
+                        Some(i) if q.ends_with(')') => (q[..i].trim(), &q[i + 1..q.len() - 1]),
+                        _ => ("sum", q),
+                    };
+                    let num = |v: &str| crate::autoscaler::Quantity::parse(v).ok();
+                    metrics.push(EmitMetric {
+                        metric: inner.split('{').next().unwrap_or("").trim().to_string(),
+                        per_pod: false,
+                        aggregate: if agg.is_empty() { "sum".into() } else { agg.to_string() },
+                        target_type: tt(t.metric_type.unwrap_or(TargetType::AverageValue)),
+                        target: num(&th)?,
+                        activation: get("activationThreshold").and_then(|v| num(&v)),
+                    });
+                }
+                Some(AutoscalerEmit {
+                    chosen: "ScaledObject".into(),
+                    name: gr.group.autoscaler.clone(),
+                    min_replicas: k.min_replica_count,
+                    max_replicas: k.max_replica_count,
+                    metrics,
+                    polling_interval_s: k.polling_interval,
+                    cooldown_s: k.cooldown_period,
+                    behavior: behavior(b.and_then(|h| h.behavior.as_ref()))?,
+                })
             }
+            _ => None,
         }
     }
 }
@@ -324,7 +425,10 @@ pub struct ScaleTargetRef {
 pub struct HpaMetric {
     #[serde(rename = "type")]
     pub metric_type: String,
-    pub pods: PodsMetric,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<PodsMetric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<PodsMetric>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -343,7 +447,10 @@ pub struct MetricName {
 pub struct MetricTarget {
     #[serde(rename = "type")]
     pub target_type: String,
-    pub average_value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -457,14 +564,27 @@ pub fn hpa_manifest(app: &str, a: &AutoscalerEmit) -> Manifest<HpaSpec> {
             },
             min_replicas: a.min_replicas,
             max_replicas: a.max_replicas,
-            metrics: vec![HpaMetric {
-                metric_type: "Pods".into(),
-                pods: PodsMetric {
-                    metric: MetricName { name: a.hpa_metric().into() },
-                    target: MetricTarget { target_type: "AverageValue".into(), average_value: a.threshold() },
-                },
-            }],
-            behavior: Some(a.behavior()),
+            metrics: a
+                .metrics
+                .iter()
+                .map(|m| {
+                    let per_replica = m.per_pod || m.target_type == "AverageValue";
+                    let src = PodsMetric {
+                        metric: MetricName { name: m.adapter_name() },
+                        target: MetricTarget {
+                            target_type: if m.per_pod { "AverageValue".into() } else { m.target_type.clone() },
+                            average_value: per_replica.then(|| m.threshold()),
+                            value: (!per_replica).then(|| m.threshold()),
+                        },
+                    };
+                    if m.per_pod {
+                        HpaMetric { metric_type: "Pods".into(), pods: Some(src), external: None }
+                    } else {
+                        HpaMetric { metric_type: "External".into(), pods: None, external: Some(src) }
+                    }
+                })
+                .collect(),
+            behavior: Some(a.behavior.clone()),
         },
     }
 }
@@ -491,16 +611,28 @@ pub fn keda_scaled_object(app: &str, model_name: &str, a: &AutoscalerEmit) -> Ma
             cooldown_period: a.cooldown_s,
             min_replica_count: a.min_replicas,
             max_replica_count: a.max_replicas,
-            advanced: Some(KedaAdvanced { horizontal_pod_autoscaler_config: KedaHpaConfig { behavior: a.behavior() } }),
-            triggers: vec![KedaTrigger {
-                trigger_type: "prometheus".into(),
-                metric_type: "AverageValue".into(),
-                metadata: BTreeMap::from([
-                    ("serverAddress".to_string(), "http://REPLACE-ME-prometheus.monitoring.svc:9090".to_string()),
-                    ("query".to_string(), a.promql(app, model_name)),
-                    ("threshold".to_string(), a.threshold()),
-                ]),
-            }],
+            advanced: Some(KedaAdvanced {
+                horizontal_pod_autoscaler_config: KedaHpaConfig { behavior: a.behavior.clone() },
+            }),
+            triggers: a
+                .metrics
+                .iter()
+                .map(|m| {
+                    let mut md = BTreeMap::from([
+                        ("serverAddress".to_string(), "http://REPLACE-ME-prometheus.monitoring.svc:9090".to_string()),
+                        ("query".to_string(), m.promql(app, model_name)),
+                        ("threshold".to_string(), m.threshold()),
+                    ]);
+                    if let Some(x) = m.activation {
+                        md.insert("activationThreshold".into(), quantity(x));
+                    }
+                    KedaTrigger {
+                        trigger_type: "prometheus".into(),
+                        metric_type: if m.per_pod { "AverageValue".into() } else { m.target_type.clone() },
+                        metadata: md,
+                    }
+                })
+                .collect(),
         },
     }
 }
@@ -586,14 +718,29 @@ pub fn write_manifests_with(
         },
     };
     put("vllm-deployment.yaml", to_yaml_checked(&dep)?)?;
-    put("vllm-hpa.yaml", to_yaml_checked(&hpa_manifest(&app, autoscaler))?)?;
+    let simulated = if autoscaler.name == "default" {
+        "not simulated: min = the planned replicas, max = the +30 % traffic minimum".to_string()
+    } else {
+        format!(
+            "the plan simulated this setting as `{}` ({}); the other manifest is its equivalent",
+            autoscaler.name, autoscaler.chosen
+        )
+    };
+    let hpa_text = to_yaml_checked(&hpa_manifest(&app, autoscaler))?;
+    put(
+        "vllm-hpa.yaml",
+        format!(
+            "# HorizontalPodAutoscaler ({simulated}). Needs a Prometheus adapter exposing the metrics under these names.\n{hpa_text}"
+        ),
+    )?;
     put(
         "vllm-keda-scaledobject.yaml",
         format!(
-            "# KEDA ScaledObject equivalent to vllm-hpa.yaml (use one of the two: KEDA creates and owns its own HPA).\n# Fill in the Prometheus address; {}\n{}",
-            match autoscaler.signal {
-                ScaleSignal::EppQueue { .. } => "the EPP queue series exists only with EPP flow control on.",
-                ScaleSignal::VllmWaiting { .. } => "the query sums vLLM's waiting queue over the pool.",
+            "# KEDA ScaledObject equivalent to vllm-hpa.yaml (use one of the two: KEDA creates and owns its own HPA; {simulated}).\n# Fill in the Prometheus address; {}\n{}",
+            if autoscaler.metrics.iter().any(|m| m.metric == "llm_d_epp_flow_control_queue_size") {
+                "the EPP queue series exists only with EPP flow control on."
+            } else {
+                "the queries sum the pool's series."
             },
             to_yaml_checked(&keda_scaled_object(&app, &res.model_name, autoscaler))?
         ),

@@ -5,6 +5,11 @@
 //! SLO attainment, re-checks the boundary with more seeds, and writes `plan.json`, `plan.csv`,
 //! a text report and deployable manifests for the recommendation.
 //!
+//! Autoscaled candidates are sized by the same bisection (the peak capacity becomes their
+//! `maxReplicas`) and then judged and billed by a day run with the autoscaler, because what
+//! autoscaling saves (quiet hours) and what it risks (cold starts during the ramp) only show
+//! over a day, not in the peak window.
+//!
 //! Layout: [`space`] enumerates configurations ("groups": everything but the replica count)
 //! with stable ids; [`prune`] rejects groups and replica counts before simulating; [`search`]
 //! simulates and bisects; [`report`] ranks, builds the Pareto fronts, pay-per-token comparison
@@ -52,7 +57,8 @@ pub struct PlanConfig {
     /// Daily budget for `objective: best_latency` (USD per day).
     #[serde(default)]
     pub budget_usd_per_day: Option<f64>,
-    /// Hours per day the dedicated GPUs are paid for (no autoscaling: 24).
+    /// Hours per day the GPUs are paid for: a fixed fleet pays `replicas × TP × price × hours`;
+    /// an autoscaled one pays its simulated GPU-hours scaled from the `day` window to these hours.
     #[serde(default = "default_hours")]
     pub hours_per_day: f64,
     /// `bisect` (default) or `exhaustive` (simulate every replica count; for checking).
@@ -70,6 +76,91 @@ pub struct PlanConfig {
     pub sensitivity: Sensitivity,
     #[serde(default)]
     pub prune: PruneConfig,
+    /// How autoscaled candidates are simulated and billed (their day run).
+    #[serde(default)]
+    pub day: DayConfig,
+}
+
+/// The day run of autoscaled candidates: the scenario's own run (its `duration`, its workload
+/// clock; not `plan.duration` / `plan.overrides`, which shape the peak window) with these
+/// changes. The autoscaler starts at its `minReplicas` and may grow to the peak capacity the
+/// bisection found; the cost is the run's GPU-hours (serving + starting + draining + idle node)
+/// × price, scaled linearly from `duration` to `hours_per_day`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DayConfig {
+    /// Simulated arrivals of the day run (default: the scenario's `duration`), e.g. `12h`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub duration: Option<DurationStr>,
+    /// `--set`-style overrides of the day run (e.g. `drain=10m`).
+    #[serde(default)]
+    pub overrides: Vec<String>,
+    /// SLO window of the day run (default: `plan.evaluate`).
+    #[serde(default)]
+    pub evaluate: Option<Evaluate>,
+    /// Seeds of the day run (default 1; the peak capacity is already confirmed on `plan.seeds`).
+    #[serde(default)]
+    pub seeds: Option<u32>,
+}
+
+/// One entry of `plan.candidates.autoscaler`: `none` (a fixed fleet), `scenario` (the
+/// scenario's `autoscaler:`), a key of the scenario's `autoscalers:` map or a preset name
+/// (`llm-d-keda-epp-queue`), or an inline `{name: …, config: {kind: hpa|keda, …}}`.
+#[derive(Clone, Debug, Serialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum AutoscalerCandidate {
+    Named(String),
+    Inline(InlineAutoscaler),
+}
+
+/// An autoscaler setting written in the plan itself.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InlineAutoscaler {
+    /// Name in configuration ids (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// The same configuration as the scenario's `autoscaler:` (`kind: hpa` or `kind: keda`, or
+    /// `kind: preset`); its min/max replicas are replaced by the planner's.
+    pub config: crate::autoscaler::AutoscalerConfig,
+}
+
+impl AutoscalerCandidate {
+    pub fn name(&self) -> &str {
+        match self {
+            AutoscalerCandidate::Named(n) => n,
+            AutoscalerCandidate::Inline(i) => &i.name,
+        }
+    }
+}
+
+/// `a == "none"` reads as before the axis existed.
+impl PartialEq<str> for AutoscalerCandidate {
+    fn eq(&self, other: &str) -> bool {
+        matches!(self, AutoscalerCandidate::Named(n) if n == other)
+    }
+}
+
+impl<'de> Deserialize<'de> for AutoscalerCandidate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AutoscalerCandidate;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "`none`, `scenario`, a name from the scenario's `autoscalers:` or a preset, or `{name: …, config: {kind: hpa, …}}`",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(AutoscalerCandidate::Named(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                InlineAutoscaler::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(AutoscalerCandidate::Inline)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn default_hours() -> f64 {
@@ -125,9 +216,10 @@ pub struct Candidates {
     /// Router names as in `servesim compare`: round_robin, least_requests, epp, epp:<profile>…
     #[serde(default)]
     pub routers: Vec<String>,
-    /// Autoscaling is not simulated yet: only `none` is accepted.
+    /// Autoscaler settings: `none` (fixed fleet), `scenario`, names from the scenario's
+    /// `autoscalers:` map or presets, or inline `{name, config}` (HPA or KEDA). Empty: `none`.
     #[serde(default)]
-    pub autoscaler: Vec<String>,
+    pub autoscaler: Vec<AutoscalerCandidate>,
 }
 
 /// A GPU SKU; price from the catalog's reference price unless given here.

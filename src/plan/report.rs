@@ -23,9 +23,28 @@ pub struct PointRow {
     pub max_num_seqs: Option<u32>,
     pub max_num_batched_tokens: Option<u32>,
     pub router: String,
+    /// `none` (fixed fleet) or the autoscaler candidate's name.
+    pub autoscaler: String,
+    /// Fixed: the replica count. Autoscaled: the peak capacity (`maxReplicas`).
     pub replicas: u32,
+    /// GPUs at `replicas` (autoscaled: at the peak).
     pub gpus: u32,
+    /// Fixed: GPUs × price × `hours_per_day`. Autoscaled and simulated: the day run's billed
+    /// GPU-hours × `gpu_hours_scale` × price; autoscaled and not simulated: the upper bound
+    /// `replicas` all day.
     pub cost_usd_per_day: f64,
+    /// Autoscaled: `minReplicas` as simulated.
+    pub min_replicas: Option<u32>,
+    /// Autoscaled and simulated: billed GPU-hours of the day run (the seed billed most), by phase.
+    pub gpu_hours: Option<f64>,
+    pub gpu_hours_serving: Option<f64>,
+    pub gpu_hours_starting: Option<f64>,
+    pub gpu_hours_draining: Option<f64>,
+    pub gpu_hours_idle_node: Option<f64>,
+    /// `hours_per_day` / simulated hours of the day run.
+    pub gpu_hours_scale: Option<f64>,
+    /// Scale events (replica count changes) in that day run.
+    pub scale_events: Option<u32>,
     /// `simulated`, `pruned` or `inferred` (not simulated; decided by the bisection).
     pub status: String,
     pub feasible: bool,
@@ -63,9 +82,18 @@ pub fn rows(ctx: &PlanContext, groups: &[GroupResult]) -> Vec<PointRow> {
                 max_num_seqs: res.map(|x| x.max_num_seqs).or(g.engine.max_num_seqs),
                 max_num_batched_tokens: res.map(|x| x.max_num_batched_tokens).or(g.engine.max_num_batched_tokens),
                 router: g.router.clone(),
+                autoscaler: g.autoscaler.clone(),
                 replicas: r,
                 gpus: g.gpus(r),
                 cost_usd_per_day: g.cost_per_day(r, hours),
+                min_replicas: None,
+                gpu_hours: None,
+                gpu_hours_serving: None,
+                gpu_hours_starting: None,
+                gpu_hours_draining: None,
+                gpu_hours_idle_node: None,
+                gpu_hours_scale: None,
+                scale_events: None,
                 status: String::new(),
                 feasible: false,
                 confirmed: false,
@@ -80,10 +108,78 @@ pub fn rows(ctx: &PlanContext, groups: &[GroupResult]) -> Vec<PointRow> {
                 tpot_p90_spread_s: None,
                 reason: String::new(),
             };
+            let day = gr.autoscaled.as_ref().filter(|a| a.max_replicas == r);
             if let Some(p) = gr.pruned.as_ref().filter(|_| gr.evals.is_empty()) {
                 row.status = "pruned".into();
                 row.reason = format!("{}: {}", p.kind.as_str(), p.reason);
-            } else if let Some(e) = gr.eval(r) {
+            } else if let Some(a) = day {
+                let e = a.eval();
+                row.status = "simulated".into();
+                row.seeds = e.seeds.len() as u32;
+                row.feasible = a.passed();
+                row.confirmed = row.seeds >= ctx.plan.day.seeds.unwrap_or(1).max(1);
+                row.ttft_p90_s = e.worst(|s| s.ttft_p90_s);
+                row.ttft_p99_s = e.worst(|s| s.ttft_p99_s);
+                row.tpot_p90_s = e.worst(|s| s.tpot_p90_s);
+                row.e2e_p90_s = e.worst(|s| s.e2e_p90_s);
+                row.error_rate = e.worst(|s| s.error_rate);
+                row.prefix_hit_rate = e.seeds.first().and_then(|s| s.prefix_hit_rate);
+                row.ttft_p90_spread_s = e.spread(|s| s.ttft_p90_s);
+                row.tpot_p90_spread_s = e.spread(|s| s.tpot_p90_s);
+                row.min_replicas = Some(a.min_replicas);
+                let scale = a.scale(hours);
+                row.gpu_hours_scale = Some(scale);
+                if let Some(b) = a.billed() {
+                    row.cost_usd_per_day = b.gpu_hours.total * g.usd_per_gpu_hour * scale;
+                    row.gpu_hours = Some(b.gpu_hours.total);
+                    row.gpu_hours_serving = Some(b.gpu_hours.serving);
+                    row.gpu_hours_starting = Some(b.gpu_hours.starting);
+                    row.gpu_hours_draining = Some(b.gpu_hours.draining);
+                    row.gpu_hours_idle_node = Some(b.gpu_hours.idle_node);
+                    row.scale_events = Some(b.scale_events);
+                }
+                let head = format!(
+                    "autoscaled {}..{} replicas over a {:.1} h day run",
+                    a.min_replicas,
+                    a.max_replicas,
+                    a.day_seconds / 3600.0
+                );
+                row.reason = if row.feasible {
+                    format!(
+                        "{head}: meets every SLO on {} seed(s); cost = billed GPU-hours × {:.3} × price",
+                        row.seeds, scale
+                    )
+                } else {
+                    format!(
+                        "{head}: {}",
+                        e.seeds
+                            .iter()
+                            .filter(|s| !s.passed)
+                            .map(|s| format!("seed {}: {}", s.seed, s.failed.join("; ")))
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    )
+                };
+            } else if g.autoscaled() && gr.roofline_min.is_none_or(|m| r >= m) {
+                // Autoscaled: only the peak capacity is simulated over the day.
+                row.status = "inferred".into();
+                match gr.min_replicas {
+                    Some(m) if r == m && gr.autoscaled.is_none() => {
+                        row.feasible = true;
+                        row.reason = format!(
+                            "maxReplicas = minReplicas = {m}: nothing to scale, the same as the fixed fleet (no day run)"
+                        );
+                    }
+                    Some(m) if r > m => {
+                        row.feasible = gr.autoscaled.as_ref().is_none_or(|a| a.passed());
+                        row.reason = format!(
+                            "autoscaled with maxReplicas {r}: not simulated (the day run uses the peak capacity {m}); cost shown is the upper bound, {r} replicas all day"
+                        );
+                    }
+                    Some(m) => row.reason = format!("maxReplicas below the peak capacity {m} found by bisection"),
+                    None => row.reason = format!("infeasible: {}", gr.infeasible.clone().unwrap_or_default()),
+                }
+            } else if let Some(e) = gr.eval(r).filter(|_| !g.autoscaled()) {
                 row.status = "simulated".into();
                 row.seeds = e.seeds.len() as u32;
                 row.feasible = e.passed();
@@ -264,6 +360,33 @@ pub fn build(ctx: &PlanContext, groups: &[GroupResult]) -> PlanReport {
 
     let why = match &rec {
         None => "no configuration met every SLO on every seed within the replica range".to_string(),
+        Some(r) if r.autoscaler != "none" => format!(
+            "{} × {} (TP{}, {}, router {}) autoscaled by `{}` between {} and {} replicas (the peak capacity found by bisection) at ${:.2}/GPU-h ({}) costs ${:.0}/day: its day run billed {:.1} GPU-hours ({:.1} serving, {:.1} starting, {:.1} draining, {:.1} idle node; {} scale events), × {:.3} to {} h/day; it meets every SLO on all {} day-run seed(s) (worst TTFT p90 {}, TPOT p90 {}) and is the best eligible point under objective {:?} among {} confirmed-feasible points",
+            r.replicas,
+            r.gpu,
+            r.tp,
+            r.model,
+            r.router,
+            r.autoscaler,
+            r.min_replicas.unwrap_or(0),
+            r.replicas,
+            r.usd_per_gpu_hour,
+            r.provider,
+            r.cost_usd_per_day,
+            r.gpu_hours.unwrap_or(0.0),
+            r.gpu_hours_serving.unwrap_or(0.0),
+            r.gpu_hours_starting.unwrap_or(0.0),
+            r.gpu_hours_draining.unwrap_or(0.0),
+            r.gpu_hours_idle_node.unwrap_or(0.0),
+            r.scale_events.unwrap_or(0),
+            r.gpu_hours_scale.unwrap_or(1.0),
+            hours,
+            r.seeds,
+            secs(r.ttft_p90_s),
+            secs(r.tpot_p90_s),
+            plan.objective,
+            ranked.len()
+        ),
         Some(r) => format!(
             "{} × {} (TP{}, {}, router {}) = {} GPUs at ${:.2}/GPU-h ({}) costs ${:.0}/day; it meets every SLO on all {} seeds (worst TTFT p90 {}, TPOT p90 {}; spread over seeds TTFT {}, TPOT {}) and is the best eligible point under objective {:?} among {} confirmed-feasible points",
             r.replicas,
@@ -351,9 +474,10 @@ pub fn build(ctx: &PlanContext, groups: &[GroupResult]) -> PlanReport {
                 format!("no feasible configuration: {}", reasons.join(" | "))
             }
         };
+        // Cost is proportional to the price (fixed and autoscaled alike).
         let price_change_to_match = match (best, &rec) {
-            (Some(b), Some(r)) if b.gpus > 0 && price > 0.0 => {
-                Some(r.cost_usd_per_day / (b.gpus as f64 * hours) / price - 1.0)
+            (Some(b), Some(r)) if b.cost_usd_per_day > 0.0 && price > 0.0 => {
+                Some(r.cost_usd_per_day / b.cost_usd_per_day - 1.0)
             }
             _ => None,
         };
@@ -407,13 +531,23 @@ pub fn build(ctx: &PlanContext, groups: &[GroupResult]) -> PlanReport {
             let gr = groups.iter().find(|g| g.group.id == r.config);
             if let Some(gr) = gr {
                 sens.recommendation_replicas_at_scaled_traffic = gr.traffic_up_min;
-                sens.recommendation_cost_at_scaled_traffic = gr.traffic_up_min.map(|m| gr.group.cost_per_day(m, hours));
+                if gr.group.autoscaled() {
+                    sens.note = format!(
+                        "the recommendation is autoscaled: at scaled traffic its peak capacity (maxReplicas) is {}; its day cost there is not simulated. ",
+                        gr.traffic_up_min.map_or("-".into(), |m| m.to_string())
+                    );
+                } else {
+                    sens.recommendation_cost_at_scaled_traffic =
+                        gr.traffic_up_min.map(|m| gr.group.cost_per_day(m, hours));
+                }
                 if let Some(n) = &gr.traffic_up_note {
                     sens.note = format!("recommendation at scaled traffic: {n}");
                 }
             }
+            // Fixed fleets only (autoscaled day runs are not repeated at scaled traffic).
             let cheapest = groups
                 .iter()
+                .filter(|g| !g.group.autoscaled())
                 .filter_map(|g| {
                     g.traffic_up_min.map(|m| (g.group.cost_per_day(m, hours), g.group.gpus(m), g.group.point_id(m)))
                 })
@@ -422,8 +556,8 @@ pub fn build(ctx: &PlanContext, groups: &[GroupResult]) -> PlanReport {
                 sens.cheapest_at_scaled_traffic = Some(id);
                 sens.cheapest_cost_at_scaled_traffic = Some(c);
             }
-            if sens.note.is_empty() {
-                sens.note = "minimum replicas at scaled traffic, bisection from each configuration's minimum with the scenario's seed".into();
+            if sens.note.is_empty() || sens.note.ends_with(". ") {
+                sens.note += "minimum replicas at scaled traffic, bisection from each configuration's minimum with the scenario's seed";
             }
         }
         for &c in &plan.sensitivity.price_changes {
@@ -494,9 +628,18 @@ pub fn render_csv(rows: &[PointRow]) -> anyhow::Result<String> {
         "max_num_seqs",
         "max_num_batched_tokens",
         "router",
+        "autoscaler",
         "replicas",
         "gpus",
         "cost_usd_per_day",
+        "min_replicas",
+        "gpu_hours",
+        "gpu_hours_serving",
+        "gpu_hours_starting",
+        "gpu_hours_draining",
+        "gpu_hours_idle_node",
+        "gpu_hours_scale",
+        "scale_events",
         "status",
         "feasible",
         "confirmed",
@@ -524,9 +667,18 @@ pub fn render_csv(rows: &[PointRow]) -> anyhow::Result<String> {
             r.max_num_seqs.map_or(String::new(), |x| x.to_string()),
             r.max_num_batched_tokens.map_or(String::new(), |x| x.to_string()),
             r.router.clone(),
+            r.autoscaler.clone(),
             r.replicas.to_string(),
             r.gpus.to_string(),
             format!("{}", r.cost_usd_per_day),
+            r.min_replicas.map_or(String::new(), |x| x.to_string()),
+            opt(r.gpu_hours),
+            opt(r.gpu_hours_serving),
+            opt(r.gpu_hours_starting),
+            opt(r.gpu_hours_draining),
+            opt(r.gpu_hours_idle_node),
+            opt(r.gpu_hours_scale),
+            r.scale_events.map_or(String::new(), |x| x.to_string()),
             r.status.clone(),
             r.feasible.to_string(),
             r.confirmed.to_string(),
@@ -649,7 +801,10 @@ pub fn write_all(dir: &Path, ctx: &PlanContext, groups: &[GroupResult]) -> anyho
     crate::metrics::write_atomic(&dir.join("index.html"), crate::report::plan::render_plan_html(&rep)?.as_bytes())?;
     if let Some(r) = &rep.recommendation {
         let gr = groups.iter().find(|g| g.group.id == r.config).expect("recommended group exists");
-        super::emit::write_manifests(dir, ctx, gr, r.replicas)?;
+        match super::emit::AutoscalerEmit::for_point(gr, r.replicas) {
+            Some(a) => super::emit::write_manifests_with(dir, ctx, gr, r.replicas, &a)?,
+            None => super::emit::write_manifests(dir, ctx, gr, r.replicas)?,
+        };
     }
     Ok(rep)
 }

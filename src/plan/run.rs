@@ -73,8 +73,12 @@ pub fn parse_shard(s: &str) -> Result<(u32, u32)> {
     Ok((i, n))
 }
 
+/// What [`prepare`] returns: context, the peak base file, the scaled-traffic file, the day-run
+/// base file (autoscaled candidates only) and the groups.
+pub type Prepared = (PlanContext, ScenarioFile, Option<ScenarioFile>, Option<ScenarioFile>, Vec<Group>);
+
 /// Loads the plan context and groups without simulating anything.
-pub fn prepare(path: &Path, sets: &[String]) -> Result<(PlanContext, ScenarioFile, Option<ScenarioFile>, Vec<Group>)> {
+pub fn prepare(path: &Path, sets: &[String]) -> Result<Prepared> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let file0 = scenario::parse_file(&text, path, sets)?;
     let Some(plan) = file0.plan.clone() else {
@@ -121,6 +125,21 @@ pub fn prepare(path: &Path, sets: &[String]) -> Result<(PlanContext, ScenarioFil
         }
     };
     let groups = space::enumerate(&plan, &base)?;
+    let day_file = if groups.iter().any(|g| g.autoscaled()) {
+        let mut sets4: Vec<String> = sets.to_vec();
+        sets4.extend(plan.day.overrides.iter().cloned());
+        if let Some(d) = plan.day.duration {
+            sets4.push(format!("duration={}s", d.0.as_secs_f64()));
+        }
+        if plan.day.seeds == Some(0) {
+            bail!("plan.day.seeds must be at least 1");
+        }
+        let f = scenario::parse_file(&text, path, &sets4).context("plan.day")?;
+        scenario::resolve(f.clone(), path).context("plan.day: the day run of autoscaled candidates")?;
+        Some(f)
+    } else {
+        None
+    };
     let ctx = PlanContext {
         scenario: base.name.clone(),
         slo: base.slo.clone(),
@@ -135,7 +154,23 @@ pub fn prepare(path: &Path, sets: &[String]) -> Result<(PlanContext, ScenarioFil
         groups_total: groups.len(),
         plan,
     };
-    Ok((ctx, base, traffic_up, groups))
+    Ok((ctx, base, traffic_up, day_file, groups))
+}
+
+/// Groups split into configurations (the autoscaler variants of one configuration are
+/// consecutive); shard `i/n` takes every configuration whose position ≡ i mod n.
+pub fn configurations(groups: Vec<Group>, shard: Option<(u32, u32)>) -> Vec<Vec<Group>> {
+    let mut out: Vec<Vec<Group>> = Vec::new();
+    for g in groups {
+        match out.last_mut() {
+            Some(c) if c[0].config_id() == g.config_id() => c.push(g),
+            _ => out.push(vec![g]),
+        }
+    }
+    match shard {
+        Some((i, n)) => out.into_iter().enumerate().filter(|(k, _)| *k as u32 % n == i).map(|x| x.1).collect(),
+        None => out,
+    }
 }
 
 /// Generates the workload (scenario seed) and sums the load in the evaluation window.
@@ -176,17 +211,15 @@ pub fn run_plan(path: &Path, opts: &PlanOptions) -> Result<PlanRun> {
     use std::io::IsTerminal;
     use std::sync::Mutex;
 
-    let (context, base, traffic_up, groups) = prepare(path, &opts.sets)?;
-    let mine: Vec<Group> = match opts.shard {
-        Some((i, n)) => groups.into_iter().filter(|g| g.index as u32 % n == i).collect(),
-        None => groups,
-    };
+    let (context, base, traffic_up, day, groups) = prepare(path, &opts.sets)?;
+    let mine = configurations(groups, opts.shard);
     let ctx = SearchCtx {
         plan: &context.plan,
         base: &base,
         traffic_up: traffic_up.as_ref(),
         source: path,
         window: &context.window,
+        day: day.as_ref(),
     };
     let pb = ProgressBar::new(mine.len() as u64);
     if opts.quiet || !std::io::stderr().is_terminal() {
@@ -199,15 +232,18 @@ pub fn run_plan(path: &Path, opts: &PlanOptions) -> Result<PlanRun> {
     let best: Mutex<(u32, Option<(f64, String)>)> = Mutex::new((0, None));
     let hours = context.plan.hours_per_day;
     let work = || -> Result<Vec<GroupResult>> {
-        mine.par_iter()
-            .map(|g| {
-                let r = search::search_group(&ctx, g).with_context(|| format!("plan point {}", g.id))?;
+        let per: Vec<Vec<GroupResult>> = mine
+            .par_iter()
+            .map(|gs| {
+                let rs = search::search_config(&ctx, gs)
+                    .with_context(|| format!("plan configuration {}", gs[0].config_id()))?;
                 let mut b = best.lock().unwrap();
-                b.0 += r.simulations;
-                if let Some(m) = r.min_replicas {
-                    let c = g.cost_per_day(m, hours);
-                    if b.1.as_ref().is_none_or(|(bc, _)| c < *bc) {
-                        b.1 = Some((c, g.point_id(m)));
+                for r in &rs {
+                    b.0 += r.simulations;
+                    if let (Some(c), Some(m)) = (r.best_cost(hours), r.min_replicas) {
+                        if b.1.as_ref().is_none_or(|(bc, _)| c < *bc) {
+                            b.1 = Some((c, r.group.point_id(m)));
+                        }
                     }
                 }
                 let msg = match &b.1 {
@@ -217,9 +253,10 @@ pub fn run_plan(path: &Path, opts: &PlanOptions) -> Result<PlanRun> {
                 drop(b);
                 pb.set_message(msg);
                 pb.inc(1);
-                Ok(r)
+                Ok(rs)
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(per.into_iter().flatten().collect())
     };
     let results = match opts.threads {
         Some(t) => rayon::ThreadPoolBuilder::new().num_threads(t).build()?.install(work)?,

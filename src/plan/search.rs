@@ -5,6 +5,7 @@
 use super::prune::{self, PruneKind, Pruned, WindowLoad};
 use super::space::Group;
 use super::{Evaluate, Objective, PlanConfig, SearchMode};
+use crate::autoscaler::AutoscalerConfig;
 use crate::metrics::RequestRecord;
 use crate::metrics::SloPopulation;
 use crate::scenario::raw::{PriceOverride, SloFile};
@@ -104,9 +105,79 @@ pub struct GroupResult {
     pub traffic_up_min: Option<u32>,
     pub traffic_up_note: Option<String>,
     pub simulations: u32,
+    /// Autoscaled groups: the day run(s) with the autoscaler sized to the peak capacity.
+    pub autoscaled: Option<AutoscaledResult>,
+}
+
+/// Billed GPU-hours of a day run by phase (`total = serving + starting + draining + idle_node`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PhaseHours {
+    pub total: f64,
+    pub serving: f64,
+    pub starting: f64,
+    pub draining: f64,
+    pub idle_node: f64,
+}
+
+/// One seed of an autoscaled day run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DayEval {
+    pub eval: SeedEval,
+    pub gpu_hours: PhaseHours,
+    pub scale_events: u32,
+    pub replicas_created: u32,
+    pub max_live: u32,
+}
+
+/// The day run of an autoscaled group.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AutoscaledResult {
+    /// The autoscaler's bounds as simulated: min from its config, max = the peak capacity.
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// Replicas Ready at the start of the day run.
+    pub initial_replicas: u32,
+    pub config: AutoscalerConfig,
+    /// Simulated arrival window of the day run (s); the cost is scaled from it to a day.
+    pub day_seconds: f64,
+    pub seeds: Vec<DayEval>,
+}
+
+impl AutoscaledResult {
+    pub fn passed(&self) -> bool {
+        !self.seeds.is_empty() && self.seeds.iter().all(|s| s.eval.passed)
+    }
+    /// The seed billed the most GPU-hours (the first on ties): the cost is judged robustly.
+    pub fn billed(&self) -> Option<&DayEval> {
+        self.seeds.iter().fold(None, |b: Option<&DayEval>, s| match b {
+            Some(x) if x.gpu_hours.total >= s.gpu_hours.total => Some(x),
+            _ => Some(s),
+        })
+    }
+    /// Day-run hours → `hours_per_day`.
+    pub fn scale(&self, hours_per_day: f64) -> f64 {
+        hours_per_day * 3600.0 / self.day_seconds
+    }
+    /// GPU-hours × price, scaled to a day.
+    pub fn cost_per_day(&self, usd_per_gpu_hour: f64, hours_per_day: f64) -> Option<f64> {
+        self.billed().map(|b| b.gpu_hours.total * usd_per_gpu_hour * self.scale(hours_per_day))
+    }
+    pub fn eval(&self) -> Eval {
+        Eval { replicas: self.max_replicas, seeds: self.seeds.iter().map(|s| s.eval.clone()).collect() }
+    }
 }
 
 impl GroupResult {
+    /// Cost per day of the group's minimum (fixed: replicas × TP × price × hours; autoscaled:
+    /// the day run's billed GPU-hours), if it has one.
+    pub fn best_cost(&self, hours_per_day: f64) -> Option<f64> {
+        let m = self.min_replicas?;
+        match &self.autoscaled {
+            None if !self.group.autoscaled() => Some(self.group.cost_per_day(m, hours_per_day)),
+            Some(a) if a.passed() => a.cost_per_day(self.group.usd_per_gpu_hour, hours_per_day),
+            _ => None,
+        }
+    }
     pub fn eval(&self, replicas: u32) -> Option<&Eval> {
         self.evals.iter().find(|e| e.replicas == replicas)
     }
@@ -120,6 +191,8 @@ pub struct SearchCtx<'a> {
     pub traffic_up: Option<&'a ScenarioFile>,
     pub source: &'a Path,
     pub window: &'a WindowLoad,
+    /// The day run's base file (autoscaled groups), see [`super::DayConfig`].
+    pub day: Option<&'a ScenarioFile>,
 }
 
 /// The scenario file of one plan point.
@@ -130,6 +203,8 @@ pub fn point_file(base: &ScenarioFile, g: &Group, replicas: u32, seed: u64) -> a
     f.model = g.model.clone();
     f.tensor_parallel_size = g.tp;
     f.replicas = replicas;
+    // A fixed fleet; the day run of an autoscaled group sets its autoscaler afterwards.
+    f.autoscaler = None;
     f.seed = seed;
     f.price = if g.price_override {
         Some(PriceOverride { usd_per_gpu_hour: g.usd_per_gpu_hour, provider: Some(g.provider.clone()) })
@@ -332,6 +407,7 @@ pub fn search_group(ctx: &SearchCtx, g: &Group) -> anyhow::Result<GroupResult> {
         traffic_up_min: None,
         traffic_up_note: None,
         simulations: 0,
+        autoscaled: None,
     };
     // 1. Can vLLM start it at all?
     let sc: Scenario = match scenario::resolve(point_file(ctx.base, g, g.min_replicas, ctx.base.seed)?, ctx.source) {
@@ -402,6 +478,101 @@ pub fn search_group(ctx: &SearchCtx, g: &Group) -> anyhow::Result<GroupResult> {
             Err(why) => res.traffic_up_note = Some(why),
         }
         res.simulations += c2.sims;
+    }
+    Ok(res)
+}
+
+/// Searches the autoscaler variants of one configuration (neighbours in enumeration order):
+/// one peak search of the fixed fleet, shared by all of them (the first group carries its
+/// simulation count), then a day run per autoscaled group with `maxReplicas` = the peak
+/// capacity. The result does not depend on which variants are listed, so sharding by
+/// configuration gives the same bytes as an unsharded run.
+pub fn search_config(ctx: &SearchCtx, groups: &[Group]) -> anyhow::Result<Vec<GroupResult>> {
+    let Some(first) = groups.first() else { return Ok(Vec::new()) };
+    let fixed = groups.iter().find(|g| !g.autoscaled()).cloned().unwrap_or_else(|| Group {
+        id: first.config_id(),
+        autoscaler: "none".into(),
+        autoscaler_config: None,
+        ..first.clone()
+    });
+    let peak = search_group(ctx, &fixed)?;
+    let mut out = Vec::with_capacity(groups.len());
+    for (i, g) in groups.iter().enumerate() {
+        let mut r = peak.clone();
+        r.group = g.clone();
+        if i > 0 {
+            r.simulations = 0;
+        }
+        if g.autoscaled() {
+            r.budget_replicas = None;
+        }
+        // maxReplicas = minReplicas: nothing to scale, the point is the fixed fleet (no day run).
+        if let (Some(cfg), Some(max)) = (&g.autoscaler_config, peak.min_replicas)
+            && super::space::sized(cfg, max).1 < max
+        {
+            let day = ctx.day.ok_or_else(|| anyhow::anyhow!("{}: no day run configured", g.id))?;
+            let a = simulate_day(ctx, day, g, cfg, max)?;
+            r.simulations += a.seeds.len() as u32;
+            if !a.passed() {
+                r.infeasible = Some(format!(
+                    "day run with the autoscaler (maxReplicas {max}) misses an SLO: {}",
+                    a.seeds
+                        .iter()
+                        .filter(|s| !s.eval.passed)
+                        .map(|s| format!("seed {}: {}", s.eval.seed, s.eval.failed.join("; ")))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                ));
+            }
+            r.autoscaled = Some(a);
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The day run(s) of an autoscaled group sized to `max` replicas at the peak.
+pub fn simulate_day(
+    ctx: &SearchCtx,
+    day: &ScenarioFile,
+    g: &Group,
+    cfg: &AutoscalerConfig,
+    max: u32,
+) -> anyhow::Result<AutoscaledResult> {
+    let (cfg, min) = super::space::sized(cfg, max);
+    let initial = min.clamp(1, max);
+    let n = ctx.plan.day.seeds.unwrap_or(1).max(1) as u64;
+    let evaluate = ctx.plan.day.evaluate.unwrap_or(ctx.plan.evaluate);
+    let mut res = AutoscaledResult {
+        min_replicas: min,
+        max_replicas: max,
+        initial_replicas: initial,
+        config: cfg.clone(),
+        day_seconds: 0.0,
+        seeds: Vec::new(),
+    };
+    for k in 0..n {
+        let seed = ctx.base.seed.wrapping_add(k);
+        let mut f = point_file(day, g, initial, seed)?;
+        f.autoscaler = Some(cfg.clone());
+        let sc = scenario::resolve(f, ctx.source)?;
+        res.day_seconds = sc.duration.as_secs_f64();
+        let out = crate::sim::simulate(&sc)?;
+        let h = &out.summary.gpu_hours;
+        let fleet = &out.totals.fleet;
+        res.seeds.push(DayEval {
+            eval: evaluate_records(&out.recorder.records, &sc.slo, evaluate, seed),
+            gpu_hours: PhaseHours {
+                total: h.total,
+                serving: h.serving,
+                starting: h.starting,
+                draining: h.draining,
+                idle_node: h.idle_node,
+            },
+            scale_events: fleet.events.len() as u32,
+            replicas_created: fleet.replicas_created,
+            max_live: fleet.max_live,
+        });
     }
     Ok(res)
 }

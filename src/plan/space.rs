@@ -1,7 +1,11 @@
 //! Enumeration of the search space into groups (one configuration without its replica count),
-//! in a fixed order with stable ids: `gpu/model/tpN/eK/router`, points `…/rN`.
+//! in a fixed order with stable ids: `gpu/model/tpN/eK/router`, `…/router/<autoscaler>` for
+//! autoscaled ones, points `…/rN` (for autoscaled groups N is the peak capacity, `maxReplicas`).
+//! The autoscaler is the innermost axis, so the variants of one configuration are neighbours:
+//! they share one peak search and travel to the same shard.
 
-use super::{EngineCandidate, PlanConfig};
+use super::{AutoscalerCandidate, EngineCandidate, PlanConfig};
+use crate::autoscaler::AutoscalerConfig;
 use crate::catalog;
 use crate::scenario::ScenarioFile;
 use anyhow::{Result, bail};
@@ -26,9 +30,20 @@ pub struct Group {
     pub router: String,
     pub min_replicas: u32,
     pub max_replicas: u32,
+    /// `none` (fixed fleet) or the autoscaler candidate's name.
+    pub autoscaler: String,
+    /// The autoscaler (`kind: hpa` or `kind: keda`) before the planner sets its replica bounds.
+    pub autoscaler_config: Option<AutoscalerConfig>,
 }
 
 impl Group {
+    /// The configuration without its autoscaler (shared by the autoscaler variants).
+    pub fn config_id(&self) -> String {
+        format!("{}/{}/tp{}/e{}/{}", self.gpu, self.model, self.tp, self.engine_index, self.router)
+    }
+    pub fn autoscaled(&self) -> bool {
+        self.autoscaler_config.is_some()
+    }
     pub fn point_id(&self, replicas: u32) -> String {
         format!("{}/r{replicas}", self.id)
     }
@@ -52,11 +67,7 @@ pub fn enumerate(plan: &PlanConfig, base: &ScenarioFile) -> Result<Vec<Group>> {
     if c.replicas.max > crate::scenario::MAX_REPLICAS {
         bail!("plan.candidates.replicas.max {} exceeds {}", c.replicas.max, crate::scenario::MAX_REPLICAS);
     }
-    for a in &c.autoscaler {
-        if a != "none" {
-            bail!("plan.candidates.autoscaler: `{a}` is not supported; autoscaling is not simulated yet, only `none`");
-        }
-    }
+    let autoscalers = autoscaler_axis(plan, base)?;
     if plan.seeds == 0 {
         bail!("plan.seeds must be at least 1");
     }
@@ -99,11 +110,12 @@ pub fn enumerate(plan: &PlanConfig, base: &ScenarioFile) -> Result<Vec<Group>> {
         for m in &models {
             for &tp in &tps {
                 for (ei, e) in engines.iter().enumerate() {
-                    for r in &routers {
+                    for (r, (an, ac)) in routers.iter().flat_map(|r| autoscalers.iter().map(move |a| (r, a))) {
                         let index = out.len();
+                        let suffix = if ac.is_some() { format!("/{an}") } else { String::new() };
                         out.push(Group {
                             index,
-                            id: format!("{}/{}/tp{tp}/e{ei}/{r}", sku.id, m),
+                            id: format!("{}/{}/tp{tp}/e{ei}/{r}{suffix}", sku.id, m),
                             gpu: sku.id.clone(),
                             provider: provider.clone(),
                             usd_per_gpu_hour: price,
@@ -115,6 +127,8 @@ pub fn enumerate(plan: &PlanConfig, base: &ScenarioFile) -> Result<Vec<Group>> {
                             router: r.clone(),
                             min_replicas: c.replicas.min,
                             max_replicas: c.replicas.max,
+                            autoscaler: an.clone(),
+                            autoscaler_config: ac.clone(),
                         });
                     }
                 }
@@ -127,4 +141,115 @@ pub fn enumerate(plan: &PlanConfig, base: &ScenarioFile) -> Result<Vec<Group>> {
         bail!("plan.candidates: configuration `{}` is listed twice", w[0]);
     }
     Ok(out)
+}
+
+/// The autoscaler axis: names and configs (`None` = fixed fleet), in the plan's order.
+pub fn autoscaler_axis(plan: &PlanConfig, base: &ScenarioFile) -> Result<Vec<(String, Option<AutoscalerConfig>)>> {
+    use crate::autoscaler::{PRESETS, PresetConfig};
+    let list = if plan.candidates.autoscaler.is_empty() {
+        vec![AutoscalerCandidate::Named("none".into())]
+    } else {
+        plan.candidates.autoscaler.clone()
+    };
+    let mut out: Vec<(String, Option<AutoscalerConfig>)> = Vec::new();
+    for (i, a) in list.iter().enumerate() {
+        let field = format!("plan.candidates.autoscaler[{i}]");
+        let mut known: Vec<String> = vec!["none".into(), "scenario".into()];
+        known.extend(base.autoscalers.keys().cloned());
+        known.push(PRESETS[0].into());
+        let (name, cfg) = match a {
+            AutoscalerCandidate::Named(n) if n == "none" || n == "fixed" => ("none".to_string(), None),
+            AutoscalerCandidate::Named(n) if n == "scenario" => match &base.autoscaler {
+                Some(c) if *c != AutoscalerConfig::Fixed => (n.clone(), Some(c.clone())),
+                _ => bail!(
+                    "{field}: `scenario` names the scenario's `autoscaler:`, but the scenario has none; add one or name another setting"
+                ),
+            },
+            AutoscalerCandidate::Named(n) => match base.autoscalers.get(n) {
+                Some(c) => (n.clone(), Some(c.clone())),
+                None if PRESETS.contains(&n.as_str()) => (
+                    n.clone(),
+                    Some(AutoscalerConfig::Preset(PresetConfig {
+                        name: n.clone(),
+                        min_replicas: None,
+                        max_replicas: None,
+                    })),
+                ),
+                None => bail!(
+                    "{field}: unknown autoscaler `{n}`; valid: {} (or an inline `{{name: …, config: {{kind: hpa, …}}}}`)",
+                    known.join(", ")
+                ),
+            },
+            AutoscalerCandidate::Inline(x) => (x.name.clone(), Some(x.config.clone())),
+        };
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || name.is_empty() {
+            bail!(
+                "{field}: name `{name}` may only use letters, digits, `-`, `_` and `.` (it becomes part of configuration ids)"
+            );
+        }
+        let cfg = match cfg {
+            None => None,
+            Some(c) => Some(plannable(c).map_err(|m| anyhow::anyhow!("{field} (`{name}`): {m}"))?),
+        };
+        if let Some(c) = &cfg
+            && let Err(crate::autoscaler::AutoscalerError::Invalid { field: f, msg }) =
+                c.build(&crate::autoscaler::AutoscalerCtx::default())
+        {
+            bail!("{field} (`{name}`): {f}: {msg}");
+        }
+        if out.iter().any(|(n, _)| *n == name) {
+            bail!("{field}: `{name}` is listed twice");
+        }
+        out.push((name, cfg));
+    }
+    Ok(out)
+}
+
+/// HPA and KEDA settings (presets expanded) are what the planner sizes and emits.
+fn plannable(c: AutoscalerConfig) -> std::result::Result<AutoscalerConfig, String> {
+    match c {
+        AutoscalerConfig::Hpa(_) | AutoscalerConfig::Keda(_) => Ok(c),
+        AutoscalerConfig::Preset(p) if p.name == crate::autoscaler::PRESETS[0] => {
+            let mut k = crate::autoscaler::keda::llmd_epp_queue();
+            if let Some(m) = p.min_replicas {
+                k.min_replica_count = m;
+            }
+            Ok(AutoscalerConfig::Keda(k))
+        }
+        AutoscalerConfig::Fixed => Err("resolves to `kind: fixed`; write `none` for a fixed fleet".into()),
+        AutoscalerConfig::Preset(p) => Err(format!(
+            "preset `{}` cannot be planned (the planner emits an HPA or KEDA ScaledObject); use preset {} or kind hpa/keda",
+            p.name,
+            crate::autoscaler::PRESETS[0]
+        )),
+        AutoscalerConfig::Scheduled(_) => Err(unplannable("scheduled")),
+        AutoscalerConfig::Wva(_) => Err(unplannable("wva")),
+    }
+}
+
+fn unplannable(kind: &str) -> String {
+    format!(
+        "kind `{kind}` cannot be planned: the planner sets maxReplicas and emits an HPA or KEDA ScaledObject; use kind hpa, keda or preset {}",
+        crate::autoscaler::PRESETS[0]
+    )
+}
+
+/// The autoscaler as simulated for a peak capacity of `max` replicas: maxReplicas = `max`,
+/// minReplicas kept (at most `max`). Returns the config and its minimum.
+pub fn sized(c: &AutoscalerConfig, max: u32) -> (AutoscalerConfig, u32) {
+    let mut c = c.clone();
+    let min = match &mut c {
+        AutoscalerConfig::Hpa(h) => {
+            h.max_replicas = max;
+            h.min_replicas = h.min_replicas.min(max);
+            h.min_replicas
+        }
+        AutoscalerConfig::Keda(k) => {
+            k.max_replica_count = max;
+            k.min_replica_count = k.min_replica_count.min(max);
+            k.min_replica_count
+        }
+        _ => max,
+    };
+    (c, min)
 }

@@ -1,5 +1,5 @@
 use super::emit::{
-    self, AutoscalerEmit, DeploymentSpec, HpaSpec, InferencePoolSpec, JobSpec, Manifest, ScaleSignal, ScaledObjectSpec,
+    self, AutoscalerEmit, DeploymentSpec, HpaSpec, InferencePoolSpec, JobSpec, Manifest, ScaledObjectSpec,
 };
 use super::prune::{self, PruneKind, WindowLoad};
 use super::report;
@@ -73,6 +73,8 @@ fn group(gpu: &str, model: &str, tp: u32, price: f64) -> Group {
         router: "round_robin".into(),
         min_replicas: 1,
         max_replicas: 8,
+        autoscaler: "none".into(),
+        autoscaler_config: None,
     }
 }
 
@@ -114,6 +116,23 @@ fn shipped_plan_enumerates_over_a_thousand_points() {
     // Ids are stable and unique.
     assert_eq!(groups[0].id, "h100_sxm/qwen3-32b/tp1/e0/round_robin");
     assert_eq!(groups[1].id, "h100_sxm/qwen3-32b/tp1/e0/epp:default");
+    // Fixed vs autoscaled, as the file's header shows: the autoscaler is the innermost axis.
+    let set = "plan.candidates.autoscaler=[none,hpa,keda-epp-queue]".to_string();
+    let f = scenario::parse_file(&text, path, &[set]).unwrap();
+    let groups = super::space::enumerate(f.plan.as_ref().unwrap(), &f).unwrap();
+    assert_eq!(groups.len(), 180);
+    let ids: Vec<&str> = groups[..4].iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "h100_sxm/qwen3-32b/tp1/e0/round_robin",
+            "h100_sxm/qwen3-32b/tp1/e0/round_robin/hpa",
+            "h100_sxm/qwen3-32b/tp1/e0/round_robin/keda-epp-queue",
+            "h100_sxm/qwen3-32b/tp1/e0/epp:default"
+        ]
+    );
+    assert!(matches!(groups[1].autoscaler_config, Some(crate::autoscaler::AutoscalerConfig::Hpa(_))));
+    assert_eq!(run::configurations(groups, None).len(), 60);
 }
 
 #[test]
@@ -174,8 +193,14 @@ fn bisection_matches_exhaustive_scan() {
     let mut results = Vec::new();
     for mode in [SearchMode::Bisect, SearchMode::Exhaustive] {
         plan.search = mode;
-        let ctx =
-            SearchCtx { plan: &plan, base: &b, traffic_up: None, source: Path::new("plan-test.yaml"), window: &window };
+        let ctx = SearchCtx {
+            plan: &plan,
+            base: &b,
+            traffic_up: None,
+            source: Path::new("plan-test.yaml"),
+            window: &window,
+            day: None,
+        };
         results.push(search::search_group(&ctx, &g).unwrap());
     }
     let (bis, exh) = (&results[0], &results[1]);
@@ -304,7 +329,7 @@ fn plan_end_to_end() {
     assert_eq!(hpa.spec.min_replicas, rec.replicas);
     assert!(hpa.spec.max_replicas >= rec.replicas);
     assert_eq!(hpa.spec.scale_target_ref.name, dep.metadata.name);
-    assert_eq!(hpa.spec.metrics[0].pods.metric.name, "vllm_num_requests_waiting");
+    assert_eq!(hpa.spec.metrics[0].pods.as_ref().unwrap().metric.name, "vllm_num_requests_waiting");
     assert_eq!(hpa.spec.behavior.as_ref().unwrap().scale_down.stabilization_window_seconds, 300);
     // The KEDA ScaledObject beside it: same bounds, threshold and behaviour, a Prometheus trigger.
     let keda_text = std::fs::read_to_string(deploy.join("vllm-keda-scaledobject.yaml")).unwrap();
@@ -317,7 +342,10 @@ fn plan_end_to_end() {
     assert_eq!(keda.spec.scale_target_ref.name, dep.metadata.name);
     let t = &keda.spec.triggers[0];
     assert_eq!((t.trigger_type.as_str(), t.metric_type.as_str()), ("prometheus", "AverageValue"));
-    assert_eq!(t.metadata["threshold"], hpa.spec.metrics[0].pods.target.average_value);
+    assert_eq!(
+        Some(&t.metadata["threshold"]),
+        hpa.spec.metrics[0].pods.as_ref().unwrap().target.average_value.as_ref()
+    );
     assert_eq!(t.metadata["query"], "sum(vllm:num_requests_waiting{model_name=\"meta-llama/Llama-3.1-8B-Instruct\"})");
     assert_eq!(
         keda.spec.advanced.as_ref().unwrap().horizontal_pod_autoscaler_config.behavior,
@@ -353,7 +381,8 @@ fn plan_end_to_end() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A chosen autoscaler setting flows into both manifests; EPP routing scales on the EPP queue.
+/// The default setting of a fixed recommendation flows into both manifests; EPP routing
+/// scales on the EPP queue.
 #[test]
 fn autoscaler_setting_drives_hpa_and_keda() {
     let mut g = group("h100_sxm", "llama-3.1-8b", 1, 2.0);
@@ -371,10 +400,13 @@ fn autoscaler_setting_drives_hpa_and_keda() {
         traffic_up_min: Some(7),
         traffic_up_note: None,
         simulations: 0,
+        autoscaled: None,
     };
+    assert_eq!(AutoscalerEmit::for_point(&gr, 4), None, "a fixed fleet has no simulated setting");
     let a = AutoscalerEmit::for_recommendation(&gr, 4);
     assert_eq!((a.min_replicas, a.max_replicas), (4, 7));
-    assert_eq!(a.signal, ScaleSignal::EppQueue { per_replica: 1.0 });
+    assert_eq!(a.metrics.len(), 1);
+    assert_eq!((a.metrics[0].metric.as_str(), a.metrics[0].target), ("llm_d_epp_flow_control_queue_size", 1.0));
     let k = emit::keda_scaled_object("vllm-x", "m", &a);
     let text = emit::to_yaml_checked(&k).unwrap();
     let back: Manifest<ScaledObjectSpec> = serde_saphyr::from_str(&text).unwrap();
@@ -383,15 +415,14 @@ fn autoscaler_setting_drives_hpa_and_keda() {
         "sum(llm_d_epp_flow_control_queue_size{inference_pool=\"vllm-x\"})"
     );
     assert_eq!(back.spec.triggers[0].metadata["threshold"], "1");
-    // A setting chosen elsewhere (the future autoscaler axis) is emitted as given.
-    let chosen = AutoscalerEmit { signal: ScaleSignal::VllmWaiting { per_replica: 2.5 }, max_replicas: 12, ..a };
-    let h = emit::hpa_manifest("vllm-x", &chosen);
+    // The EPP queue is a pool-level series: an External metric in the HPA.
+    let h = emit::hpa_manifest("vllm-x", &a);
     let back: Manifest<HpaSpec> = serde_saphyr::from_str(&emit::to_yaml_checked(&h).unwrap()).unwrap();
-    assert_eq!(back.spec.metrics[0].pods.target.average_value, "2.5");
-    assert_eq!(back.spec.max_replicas, 12);
-    let k = emit::keda_scaled_object("vllm-x", "m", &chosen);
-    assert_eq!(k.spec.triggers[0].metadata["threshold"], "2.5");
-    assert_eq!(k.spec.max_replica_count, 12);
+    let m = &back.spec.metrics[0];
+    assert_eq!((m.metric_type.as_str(), m.pods.is_none()), ("External", true));
+    let ext = m.external.as_ref().unwrap();
+    assert_eq!(ext.metric.name, "llm_d_epp_flow_control_queue_size");
+    assert_eq!(ext.target.average_value.as_deref(), Some("1"));
 }
 
 /// The planner's verdict and `run`'s verdict come from one SLO definition
@@ -428,4 +459,260 @@ fn planner_and_run_judge_slos_the_same_way() {
             assert_eq!(planner.e2e_p90_s, out.summary.e2e_s.p90);
         }
     }
+}
+
+/// The `plan-test` load on the same model, as a 12-minute day with a 4-minute busy stretch;
+/// the plan compares a fixed fleet with an HPA (from the scenario's `autoscalers:`) and an
+/// inline KEDA ScaledObject.
+const AUTOSCALED: &str = r#"
+name: plan-auto
+seed: 11
+duration: 12m
+drain: 60s
+model: llama-3.1-8b
+gpu: h100_sxm
+tensor_parallel_size: 1
+replicas: 1
+router: {kind: round_robin}
+engine: {max_model_len: 8192}
+lifecycle: {preset: warm_node}
+workload:
+  kind: synthetic
+  arrival:
+    kind: stages
+    stages: [{rate: 4, duration: 4m}, {rate: 20, duration: 4m}, {rate: 4, duration: 4m}]
+  input: {kind: uniform, min: 2000, max: 6000}
+  output: {kind: uniform, min: 50, max: 150}
+slo:
+  ttft_p90_s: 0.4
+  tpot_p90_s: 0.03
+autoscalers:
+  hpa-waiting:
+    kind: hpa
+    minReplicas: 2
+    maxReplicas: 8
+    metrics:
+    - type: Pods
+      pods: {metric: {name: "vllm:num_requests_waiting"}, target: {type: AverageValue, averageValue: 1}}
+    behavior:
+      scaleDown: {stabilizationWindowSeconds: 120}
+plan:
+  duration: 15s
+  overrides: ["workload.arrival.stages.0.rate=20", "drain=30s"]
+  seeds: 2
+  candidates:
+    gpus: [{gpu: h100_sxm, usd_per_gpu_hour: 2.0, provider: test}]
+    replicas: {min: 1, max: 6}
+    routers: [round_robin]
+    autoscaler:
+    - none
+    - hpa-waiting
+    - name: keda-running
+      config:
+        kind: keda
+        pollingInterval: 15
+        minReplicaCount: 1
+        triggers:
+        - type: prometheus
+          metadata: {query: "sum(vllm:num_requests_running)", threshold: "8", activationThreshold: "1"}
+  day: {seeds: 1}
+"#;
+
+#[test]
+fn autoscaler_axis_enumerates_expected_groups_and_rejects_bad_entries() {
+    let f = scenario::parse_file(AUTOSCALED, Path::new("plan-auto.yaml"), &[]).unwrap();
+    let groups = super::space::enumerate(f.plan.as_ref().unwrap(), &f).unwrap();
+    let ids: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "h100_sxm/llama-3.1-8b/tp1/e0/round_robin",
+            "h100_sxm/llama-3.1-8b/tp1/e0/round_robin/hpa-waiting",
+            "h100_sxm/llama-3.1-8b/tp1/e0/round_robin/keda-running"
+        ]
+    );
+    assert_eq!(
+        groups.iter().map(|g| g.autoscaler.as_str()).collect::<Vec<_>>(),
+        ["none", "hpa-waiting", "keda-running"]
+    );
+    assert!(groups.iter().all(|g| g.config_id() == "h100_sxm/llama-3.1-8b/tp1/e0/round_robin"));
+    assert!(matches!(groups[2].autoscaler_config, Some(crate::autoscaler::AutoscalerConfig::Keda(_))));
+    // One shard takes a whole configuration.
+    assert_eq!(run::configurations(groups.clone(), Some((0, 2))).len(), 1);
+    assert!(run::configurations(groups, Some((1, 2))).is_empty());
+
+    let err = |text: String| {
+        let f = scenario::parse_file(&text, Path::new("plan-auto.yaml"), &[]);
+        match f {
+            Err(e) => e.to_string(),
+            Ok(f) => super::space::enumerate(f.plan.as_ref().unwrap(), &f).unwrap_err().to_string(),
+        }
+    };
+    let e = err(AUTOSCALED.replace("    - hpa-waiting\n", "    - hpa-wating\n"));
+    assert!(e.contains("plan.candidates.autoscaler[1]") && e.contains("unknown autoscaler `hpa-wating`"), "{e}");
+    assert!(e.contains("hpa-waiting") && e.contains("llm-d-keda-epp-queue"), "lists valid names: {e}");
+    let e = err(AUTOSCALED.replace("    - hpa-waiting\n", "    - scenario\n"));
+    assert!(e.contains("the scenario has none"), "{e}");
+    let e = err(AUTOSCALED.replace("    - hpa-waiting\n", "    - llm-d-wva-saturation\n"));
+    assert!(e.contains("cannot be planned"), "{e}");
+    let e = err(AUTOSCALED
+        .replace("        pollingInterval: 15\n", "        pollingInterval: 15\n        cooldownPeriodd: 3\n"));
+    assert!(e.contains("cooldownPeriodd"), "{e}");
+    let e = err(AUTOSCALED.replace("    - name: keda-running\n", "    - name: keda/running\n"));
+    assert!(e.contains("may only use letters"), "{e}");
+    let e = err(AUTOSCALED.replace("      config:\n", "      confg:\n"));
+    assert!(e.contains("confg"), "{e}");
+}
+
+/// The autoscaled plan end to end: costs from simulated GPU-hours, the recommendation, thread
+/// independence, shard + merge, and the emitted HPA / ScaledObject.
+#[test]
+fn autoscaled_plan_end_to_end() {
+    let path = scenario_file("auto", AUTOSCALED);
+    let dir = path.parent().unwrap().to_path_buf();
+    let opts = |shard, threads| PlanOptions { sets: vec![], shard, quiet: true, threads };
+    let full = run::run_plan(&path, &opts(None, Some(2))).unwrap();
+    let (ctx, groups) = run::normalize(&full.context, &full.groups).unwrap();
+    let a = dir.join("full");
+    let rep = report::write_all(&a, &ctx, &groups).unwrap();
+    // Peak capacity: the fixed fleet's minimum, shared by the autoscaled variants.
+    let m = groups[0].min_replicas.unwrap();
+    assert_eq!(m, 3);
+    assert!(groups.iter().all(|g| g.min_replicas == Some(m)));
+    assert_eq!(groups[0].simulations + groups[1].simulations + groups[2].simulations, full.simulations);
+
+    // An autoscaled point's cost is its simulated GPU-hours × price, scaled from 12 min to 24 h,
+    // and equals a direct `simulate` of the same setting.
+    let hpa_row = rep
+        .points
+        .iter()
+        .find(|r| r.id == format!("h100_sxm/llama-3.1-8b/tp1/e0/round_robin/hpa-waiting/r{m}"))
+        .unwrap();
+    assert_eq!(hpa_row.status, "simulated");
+    assert_eq!(hpa_row.gpu_hours_scale, Some(120.0));
+    assert_eq!(hpa_row.min_replicas, Some(2));
+    let mut f = scenario::parse_file(AUTOSCALED, &path, &[]).unwrap();
+    let mut cfg = f.autoscalers["hpa-waiting"].clone();
+    if let crate::autoscaler::AutoscalerConfig::Hpa(h) = &mut cfg {
+        h.max_replicas = m;
+    }
+    f.autoscaler = Some(cfg);
+    f.replicas = 2;
+    f.price = Some(crate::scenario::raw::PriceOverride { usd_per_gpu_hour: 2.0, provider: None });
+    f.output.timeseries_interval = crate::workload::config::DurationStr(crate::units::SimDuration::from_secs(60));
+    let sc = scenario::resolve(f, &path).unwrap();
+    let out = crate::sim::simulate(&sc).unwrap();
+    let gh = &out.summary.gpu_hours;
+    assert_eq!(hpa_row.gpu_hours, Some(gh.total));
+    assert_eq!(hpa_row.gpu_hours_serving, Some(gh.serving));
+    assert_eq!(hpa_row.gpu_hours_starting, Some(gh.starting));
+    assert_eq!(hpa_row.scale_events, Some(out.totals.fleet.events.len() as u32));
+    assert_eq!(hpa_row.cost_usd_per_day, gh.total * 2.0 * 120.0);
+    assert_eq!(hpa_row.cost_usd_per_day, out.summary.cost_usd * 120.0);
+    // Hand-checked figures of this run: 0.442 GPU-hours in 12 minutes (2 replicas most of the
+    // time, a third for the busy stretch), 2 scale events, × 120 × $2 = $106.15/day against
+    // $144/day for 3 fixed replicas; its TPOT p90 over the day (70 ms) misses the 30 ms SLO.
+    assert_eq!(hpa_row.gpu_hours, Some(0.44229526329));
+    assert_eq!(hpa_row.scale_events, Some(2));
+    assert_eq!(hpa_row.cost_usd_per_day, 106.1508631896);
+    assert!(!hpa_row.feasible && hpa_row.reason.contains("tpot_p90_s 0.0702 > 0.03"), "{}", hpa_row.reason);
+    let phases = [
+        hpa_row.gpu_hours_serving,
+        hpa_row.gpu_hours_starting,
+        hpa_row.gpu_hours_draining,
+        hpa_row.gpu_hours_idle_node,
+    ];
+    let sum: f64 = phases.iter().map(|x| x.unwrap()).sum();
+    assert!((sum - gh.total).abs() < 1e-9, "{sum} vs {}", gh.total);
+    let keda_row =
+        rep.points.iter().find(|r| r.id == "h100_sxm/llama-3.1-8b/tp1/e0/round_robin/keda-running/r3").unwrap();
+    assert_eq!(
+        (keda_row.min_replicas, keda_row.gpu_hours, keda_row.scale_events),
+        (Some(1), Some(0.46727719416166663), Some(2))
+    );
+    assert!(!keda_row.feasible && keda_row.reason.contains("ttft_p90_s 5.8598 > 0.4"), "{}", keda_row.reason);
+    let fixed_row =
+        rep.points.iter().find(|r| r.id == format!("h100_sxm/llama-3.1-8b/tp1/e0/round_robin/r{m}")).unwrap();
+    assert_eq!(fixed_row.cost_usd_per_day, m as f64 * 2.0 * 24.0);
+    assert_eq!(fixed_row.gpu_hours, None);
+
+    // The recommendation meets every SLO and nothing confirmed-feasible is cheaper.
+    let rec = rep.recommendation.clone().expect("a feasible configuration");
+    assert!(rec.feasible && rec.confirmed);
+    for r in rep.points.iter().filter(|r| r.status == "simulated" && r.feasible && r.confirmed) {
+        assert!(r.cost_usd_per_day >= rec.cost_usd_per_day, "{} is cheaper", r.id);
+    }
+    assert_eq!((rec.id.as_str(), rec.cost_usd_per_day), ("h100_sxm/llama-3.1-8b/tp1/e0/round_robin/r3", 144.0));
+
+    // plan.csv carries the autoscaler columns.
+    let csv = std::fs::read_to_string(a.join("plan.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.contains(",autoscaler,") && header.contains(",gpu_hours_starting,") && header.contains(",scale_events,")
+    );
+
+    // Same result with one thread; shards + merge == unsharded, byte for byte.
+    let one = run::run_plan(&path, &opts(None, Some(1))).unwrap();
+    assert_eq!(one.groups, full.groups);
+    let mut shard_dirs = Vec::new();
+    for i in 0..2 {
+        let r = run::run_plan(&path, &opts(Some((i, 2)), Some(1))).unwrap();
+        let d = dir.join(format!("shard-{i}"));
+        run::write_shard(&d, &r, (i, 2)).unwrap();
+        shard_dirs.push(d);
+    }
+    let (mctx, mgroups) = run::merge_dirs(&shard_dirs).unwrap();
+    let b = dir.join("merged");
+    report::write_all(&b, &mctx, &mgroups).unwrap();
+    let (fa, fb) = (read_all(&a), read_all(&b));
+    assert_eq!(fa.iter().map(|x| &x.0).collect::<Vec<_>>(), fb.iter().map(|x| &x.0).collect::<Vec<_>>());
+    for (x, y) in fa.iter().zip(&fb) {
+        assert!(x.1 == y.1, "{} differs after merge", x.0);
+    }
+
+    // The emitted manifests carry the simulated setting of the autoscaled recommendation.
+    let hpa: Manifest<HpaSpec> =
+        serde_saphyr::from_str(&std::fs::read_to_string(a.join("vllm-hpa.yaml")).unwrap()).unwrap();
+    let keda: Manifest<ScaledObjectSpec> =
+        serde_saphyr::from_str(&std::fs::read_to_string(a.join("vllm-keda-scaledobject.yaml")).unwrap()).unwrap();
+    // The fixed recommendation gets the unsimulated default around its 3 replicas.
+    assert_eq!((hpa.spec.min_replicas, keda.spec.min_replica_count), (3, 3));
+    // An autoscaled point's manifests carry its simulated setting: HPA from the HPA candidate…
+    let hpa_group = groups.iter().find(|g| g.group.autoscaler == "hpa-waiting").unwrap();
+    let chosen = AutoscalerEmit::for_point(hpa_group, 3).unwrap();
+    assert_eq!(AutoscalerEmit::for_point(hpa_group, 4), None, "only the simulated maxReplicas");
+    let d = dir.join("hpa-point");
+    emit::write_manifests_with(&d, &ctx, hpa_group, 3, &chosen).unwrap();
+    let text = std::fs::read_to_string(d.join("vllm-hpa.yaml")).unwrap();
+    assert!(text.starts_with("# HorizontalPodAutoscaler (the plan simulated this setting as `hpa-waiting`"), "{text}");
+    let h: Manifest<HpaSpec> = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!((h.spec.min_replicas, h.spec.max_replicas), (2, 3));
+    assert_eq!(h.spec.metrics.len(), 1);
+    let pm = h.spec.metrics[0].pods.as_ref().unwrap();
+    assert_eq!((pm.metric.name.as_str(), pm.target.average_value.as_deref()), ("vllm_num_requests_waiting", Some("1")));
+    let b = h.spec.behavior.unwrap();
+    assert_eq!((b.scale_up.stabilization_window_seconds, b.scale_down.stabilization_window_seconds), (0, 120));
+    let k: Manifest<ScaledObjectSpec> =
+        serde_saphyr::from_str(&std::fs::read_to_string(d.join("vllm-keda-scaledobject.yaml")).unwrap()).unwrap();
+    assert_eq!((k.spec.min_replica_count, k.spec.max_replica_count), (2, 3));
+    assert_eq!(k.spec.triggers[0].metadata["threshold"], "1");
+    // … and KEDA from the inline ScaledObject (threshold, activation, polling, min 1).
+    let keda_group = groups.iter().find(|g| g.group.autoscaler == "keda-running").unwrap();
+    let chosen = AutoscalerEmit::for_point(keda_group, 3).unwrap();
+    let d = dir.join("keda-point");
+    emit::write_manifests_with(&d, &ctx, keda_group, 3, &chosen).unwrap();
+    let k: Manifest<ScaledObjectSpec> =
+        serde_saphyr::from_str(&std::fs::read_to_string(d.join("vllm-keda-scaledobject.yaml")).unwrap()).unwrap();
+    assert_eq!((k.spec.min_replica_count, k.spec.max_replica_count, k.spec.polling_interval), (1, 3, 15));
+    let t = &k.spec.triggers[0];
+    assert_eq!(t.metadata["query"], "sum(vllm:num_requests_running{model_name=\"meta-llama/Llama-3.1-8B-Instruct\"})");
+    assert_eq!((t.metadata["threshold"].as_str(), t.metadata["activationThreshold"].as_str()), ("8", "1"));
+    let h: Manifest<HpaSpec> =
+        serde_saphyr::from_str(&std::fs::read_to_string(d.join("vllm-hpa.yaml")).unwrap()).unwrap();
+    let ext = h.spec.metrics[0].external.as_ref().unwrap();
+    assert_eq!(
+        (ext.metric.name.as_str(), ext.target.average_value.as_deref()),
+        ("vllm_num_requests_running", Some("8"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -429,6 +429,7 @@ impl PlanPage {
         let rec_id = rep.recommendation.as_ref().map(|r| r.id.as_str());
         let columns = [
             "point",
+            "autoscaler",
             "replicas",
             "GPUs",
             "$/day",
@@ -472,6 +473,7 @@ impl PlanPage {
                     class: class.into(),
                     cells: vec![
                         r.id.clone(),
+                        r.autoscaler.clone(),
                         r.replicas.to_string(),
                         r.gpus.to_string(),
                         format!("{:.0}", r.cost_usd_per_day),

@@ -330,6 +330,8 @@ pub(crate) fn synthetic_plan(tag: &str) -> crate::plan::report::PlanReport {
         router: router.into(),
         min_replicas: 1,
         max_replicas: 4,
+        autoscaler: "none".into(),
+        autoscaler_config: None,
     };
     let seed = |s, ttft: Option<f64>, tpot: Option<f64>, passed: bool| SeedEval {
         seed: s,
@@ -360,6 +362,7 @@ pub(crate) fn synthetic_plan(tag: &str) -> crate::plan::report::PlanReport {
         traffic_up_min: None,
         traffic_up_note: None,
         simulations: 0,
+        autoscaled: None,
     };
     let a = GroupResult {
         roofline_min: Some(2),
