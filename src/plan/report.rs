@@ -150,15 +150,7 @@ pub fn rows(ctx: &PlanContext, groups: &[GroupResult]) -> Vec<PointRow> {
                         row.seeds, scale
                     )
                 } else {
-                    format!(
-                        "{head}: {}",
-                        e.seeds
-                            .iter()
-                            .filter(|s| !s.passed)
-                            .map(|s| format!("seed {}: {}", s.seed, s.failed.join("; ")))
-                            .collect::<Vec<_>>()
-                            .join(" | ")
-                    )
+                    format!("{head}: {}", e.failures())
                 };
             } else if g.autoscaled() && gr.roofline_min.is_none_or(|m| r >= m) {
                 // Autoscaled: only the peak capacity is simulated over the day.
@@ -192,16 +184,8 @@ pub fn rows(ctx: &PlanContext, groups: &[GroupResult]) -> Vec<PointRow> {
                 row.prefix_hit_rate = e.seeds[0].prefix_hit_rate;
                 row.ttft_p90_spread_s = e.spread(|s| s.ttft_p90_s);
                 row.tpot_p90_spread_s = e.spread(|s| s.tpot_p90_s);
-                row.reason = if row.feasible {
-                    format!("meets every SLO on {} seed(s)", row.seeds)
-                } else {
-                    e.seeds
-                        .iter()
-                        .filter(|s| !s.passed)
-                        .map(|s| format!("seed {}: {}", s.seed, s.failed.join("; ")))
-                        .collect::<Vec<_>>()
-                        .join(" | ")
-                };
+                row.reason =
+                    if row.feasible { format!("meets every SLO on {} seed(s)", row.seeds) } else { e.failures() };
             } else if gr.roofline_min.is_some_and(|m| r < m) {
                 row.status = "pruned".into();
                 row.reason = format!("roofline: {}", gr.roofline_reason.clone().unwrap_or_default());

@@ -58,6 +58,15 @@ impl Eval {
         }
         w
     }
+    /// The failed seeds and their failed SLOs, `seed N: a; b | seed M: …`.
+    pub fn failures(&self) -> String {
+        self.seeds
+            .iter()
+            .filter(|s| !s.passed)
+            .map(|s| format!("seed {}: {}", s.seed, s.failed.join("; ")))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
     /// max − min over seeds.
     pub fn spread(&self, f: impl Fn(&SeedEval) -> Option<f64>) -> Option<f64> {
         let vals: Option<Vec<f64>> = self.seeds.iter().map(f).collect();
