@@ -332,6 +332,28 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         "coding-assistant (with output writing): {n} requests in {wall:.2} s wall = {:.0} simulated requests/s",
         n as f64 / wall
     );
+    // 3) The planner's sweeps (rayon on every core), reports written.
+    if a.plan {
+        let path = a.scenarios.join("coding-assistant-plan.yaml");
+        for (what, sets) in [
+            ("fixed fleets", vec!["plan.candidates.autoscaler=[none]".to_string()]),
+            ("as shipped, with day runs", vec![]),
+        ] {
+            let t0 = Instant::now();
+            let opts = crate::plan::PlanOptions { sets, quiet: true, ..Default::default() };
+            let run = crate::plan::run_plan(&path, &opts)?;
+            let (ctx, groups) = crate::plan::run::normalize(&run.context, &run.groups)?;
+            let dir = std::env::temp_dir().join(format!("servesim-bench-plan-{}", std::process::id()));
+            let rep = crate::plan::report::write_all(&dir, &ctx, &groups)?;
+            let wall = t0.elapsed().as_secs_f64();
+            let _ = std::fs::remove_dir_all(&dir);
+            println!(
+                "plan sweep, {what} ({} threads): {} in {wall:.1} s wall",
+                rayon::current_num_threads(),
+                rep.space.describe()
+            );
+        }
+    }
     Ok(ExitCode::from(EXIT_OK))
 }
 

@@ -175,6 +175,10 @@ pub struct BenchArgs {
     /// Folder with the bundled scenarios.
     #[arg(long, default_value = "scenarios")]
     pub scenarios: PathBuf,
+    /// Also time the planner on coding-assistant-plan.yaml (all cores): the fixed-fleet sweep
+    /// (1,020 points; target < 60 s) and the shipped sweep with autoscaled day runs.
+    #[arg(long)]
+    pub plan: bool,
 }
 
 #[derive(Debug, clap::Args)]

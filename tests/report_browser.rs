@@ -181,13 +181,20 @@ fn bundled_scenario_reports_open_cleanly_in_chromium() {
     open_in_chromium(&bin, "compare-minimal", &html);
 
     // The planner's page for the bundled plan, on a smaller space (1-minute points, TP 2/4,
-    // up to 8 replicas) so it stays quick.
+    // up to 8 replicas, HPA only, one 1-hour day run) so it stays quick.
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/coding-assistant-plan.yaml");
-    let sets: Vec<String> =
-        ["plan.duration=60s", "plan.candidates.tensor_parallel_sizes=[2,4]", "plan.candidates.replicas.max=8"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+    let sets: Vec<String> = [
+        "plan.duration=60s",
+        "plan.candidates.tensor_parallel_sizes=[2,4]",
+        "plan.candidates.replicas.max=8",
+        "plan.candidates.autoscaler=[none,hpa]",
+        "plan.day.top=1",
+        "plan.day.duration=1h",
+        "plan.day.overrides=[workload.start_hour=9.5,drain=5m]",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let opts = servesim::plan::PlanOptions { sets, quiet: true, ..Default::default() };
     let run = servesim::plan::run_plan(&p, &opts).unwrap();
     let (ctx, groups) = servesim::plan::run::normalize(&run.context, &run.groups).unwrap();

@@ -102,7 +102,18 @@ pub struct DayConfig {
     /// Seeds of the day run (default 1; the peak capacity is already confirmed on `plan.seeds`).
     #[serde(default)]
     pub seeds: Option<u32>,
+    /// Day runs go to the autoscaled variants of this many configurations (default
+    /// [`DEFAULT_DAY_TOP`]): those with something to scale (peak capacity above the
+    /// autoscaler's minimum) and the cheapest fixed fleets per day, ties in enumeration order.
+    /// A day run costs ~100 peak points, and autoscaling saves a fraction of the fixed fleet's
+    /// cost, so a configuration whose fixed fleet is far from the cheapest rarely wins. The
+    /// others are reported as `skipped`, with their fixed cost. A large number runs them all.
+    #[serde(default)]
+    pub top: Option<u32>,
 }
+
+/// Default of `plan.day.top`.
+pub const DEFAULT_DAY_TOP: u32 = 4;
 
 /// One entry of `plan.candidates.autoscaler`: `none` (a fixed fleet), `scenario` (the
 /// scenario's `autoscaler:`), a key of the scenario's `autoscalers:` map or a preset name

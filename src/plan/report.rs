@@ -152,6 +152,9 @@ pub fn rows(ctx: &PlanContext, groups: &[GroupResult]) -> Vec<PointRow> {
                 } else {
                     format!("{head}: {}", e.failures())
                 };
+            } else if let Some(why) = gr.day_skipped.as_ref().filter(|_| gr.min_replicas.is_some_and(|m| r >= m)) {
+                row.status = "skipped".into();
+                row.reason = why.clone();
             } else if g.autoscaled() && gr.roofline_min.is_none_or(|m| r >= m) {
                 // Autoscaled: only the peak capacity is simulated over the day.
                 row.status = "inferred".into();
@@ -311,7 +314,22 @@ pub struct SpaceCounts {
     pub pruned: usize,
     pub simulated: usize,
     pub inferred: usize,
+    /// Autoscaled points whose day run `plan.day.top` left out.
+    #[serde(default)]
+    pub skipped: usize,
     pub simulations: u32,
+}
+
+impl SpaceCounts {
+    /// `N configurations, M points: … pruned, … simulated, … inferred by bisection (… simulations)`.
+    pub fn describe(&self) -> String {
+        let skipped =
+            if self.skipped > 0 { format!(", {} skipped (plan.day.top)", self.skipped) } else { String::new() };
+        format!(
+            "{} configurations, {} points: {} pruned, {} simulated, {} inferred by bisection{skipped} ({} simulations)",
+            self.configurations, self.points, self.pruned, self.simulated, self.inferred, self.simulations
+        )
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -571,6 +589,7 @@ pub fn build(ctx: &PlanContext, groups: &[GroupResult]) -> PlanReport {
         pruned: rows.iter().filter(|r| r.status == "pruned").count(),
         simulated: rows.iter().filter(|r| r.status == "simulated").count(),
         inferred: rows.iter().filter(|r| r.status == "inferred").count(),
+        skipped: rows.iter().filter(|r| r.status == "skipped").count(),
         simulations: groups.iter().map(|g| g.simulations).sum(),
     };
     PlanReport {
@@ -688,13 +707,8 @@ pub fn render_text(rep: &PlanReport) -> String {
     let _ = writeln!(t, "# servesim plan: {}\n", ctx.scenario);
     let _ = writeln!(
         t,
-        "Space: {} configurations, {} points: {} pruned, {} simulated, {} inferred by bisection ({} simulations). Objective {:?}, SLOs judged over {:?} ({:.0} s window from {:.0} s, {} requests offered).\n",
-        rep.space.configurations,
-        rep.space.points,
-        rep.space.pruned,
-        rep.space.simulated,
-        rep.space.inferred,
-        rep.space.simulations,
+        "Space: {}. Objective {:?}, SLOs judged over {:?} ({:.0} s window from {:.0} s, {} requests offered).\n",
+        rep.space.describe(),
         ctx.plan.objective,
         ctx.plan.evaluate,
         ctx.window.seconds,

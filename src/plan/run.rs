@@ -212,51 +212,94 @@ pub fn run_plan(path: &Path, opts: &PlanOptions) -> Result<PlanRun> {
     use std::sync::Mutex;
 
     let (context, base, traffic_up, day, groups) = prepare(path, &opts.sets)?;
-    let mine = configurations(groups, opts.shard);
+    let all = configurations(groups, None);
+    let is_mine = |k: usize| opts.shard.is_none_or(|(i, n)| k as u32 % n == i);
+    let plan = &context.plan;
+    let top = plan.day.top.unwrap_or(super::DEFAULT_DAY_TOP);
+    // Choosing the day runs needs every configuration's peak, so a shard with autoscaled
+    // candidates searches all peaks (cheap beside day runs) and keeps its own slice.
+    let has_day = all.iter().flatten().any(|g| g.autoscaled());
+    let phase1: Vec<(usize, &Vec<Group>)> = all.iter().enumerate().filter(|(k, _)| has_day || is_mine(*k)).collect();
     let ctx = SearchCtx {
-        plan: &context.plan,
+        plan,
         base: &base,
         traffic_up: traffic_up.as_ref(),
         source: path,
         window: &context.window,
         day: day.as_ref(),
     };
-    let pb = ProgressBar::new(mine.len() as u64);
+    let pb = ProgressBar::new(phase1.len() as u64);
     if opts.quiet || !std::io::stderr().is_terminal() {
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
     pb.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} configs, ETA {eta} · {msg}")
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {prefix}, ETA {eta} · {msg}")
             .expect("valid template"),
     );
+    pb.set_prefix("configs");
     let best: Mutex<(u32, Option<(f64, String)>)> = Mutex::new((0, None));
-    let hours = context.plan.hours_per_day;
-    let work = || -> Result<Vec<GroupResult>> {
-        let per: Vec<Vec<GroupResult>> = mine
-            .par_iter()
-            .map(|gs| {
-                let rs = search::search_config(&ctx, gs)
-                    .with_context(|| format!("plan configuration {}", gs[0].config_id()))?;
-                let mut b = best.lock().unwrap();
-                for r in &rs {
-                    b.0 += r.simulations;
-                    if let (Some(c), Some(m)) = (r.best_cost(hours), r.min_replicas) {
-                        if b.1.as_ref().is_none_or(|(bc, _)| c < *bc) {
-                            b.1 = Some((c, r.group.point_id(m)));
-                        }
-                    }
+    let hours = plan.hours_per_day;
+    let report = |rs: &[GroupResult], sims: u32| {
+        let mut b = best.lock().unwrap();
+        b.0 += sims;
+        for r in rs {
+            if let (Some(c), Some(m)) = (r.best_cost(hours), r.min_replicas) {
+                if b.1.as_ref().is_none_or(|(bc, _)| c < *bc) {
+                    b.1 = Some((c, r.group.point_id(m)));
                 }
-                let msg = match &b.1 {
-                    Some((c, id)) => format!("{} simulations · best so far ${c:.0}/day {id}", b.0),
-                    None => format!("{} simulations · nothing feasible yet", b.0),
-                };
-                drop(b);
-                pb.set_message(msg);
-                pb.inc(1);
-                Ok(rs)
+            }
+        }
+        let msg = match &b.1 {
+            Some((c, id)) => format!("{} simulations · best so far ${c:.0}/day {id}", b.0),
+            None => format!("{} simulations · nothing feasible yet", b.0),
+        };
+        drop(b);
+        pb.set_message(msg);
+        pb.inc(1);
+    };
+    let work = || -> Result<Vec<GroupResult>> {
+        // Phase 1: the peak search of every configuration (fixed fleets are final here).
+        let per: Vec<(usize, Vec<GroupResult>)> = phase1
+            .par_iter()
+            .map(|&(k, gs)| {
+                let rs = search::search_peak(&ctx, gs)
+                    .with_context(|| format!("plan configuration {}", gs[0].config_id()))?;
+                report(&rs, rs.iter().map(|r| r.simulations).sum());
+                Ok((k, rs))
             })
             .collect::<Result<_>>()?;
-        Ok(per.into_iter().flatten().collect())
+        let flat: Vec<&GroupResult> = per.iter().flat_map(|(_, rs)| rs).collect();
+        let chosen = search::select_day_runs(flat.iter().copied(), top, hours);
+        let mut mine: Vec<GroupResult> = per.into_iter().filter(|(k, _)| is_mine(*k)).flat_map(|(_, rs)| rs).collect();
+        // Phase 2: day runs of the chosen autoscaled groups; the rest say why not.
+        let mut todo: Vec<&mut GroupResult> = Vec::new();
+        for r in mine.iter_mut() {
+            if search::day_max(r).is_none() {
+                continue;
+            }
+            let id = r.group.config_id();
+            if chosen.contains(&id) {
+                todo.push(r);
+            } else {
+                let m = r.min_replicas.expect("day_max implies a peak capacity");
+                r.day_skipped = Some(format!(
+                    "day run not simulated: its fixed fleet ({m} replicas, ${:.0}/day) is not among the {top} cheapest configurations with something to scale (plan.day.top)",
+                    r.group.cost_per_day(m, hours)
+                ));
+            }
+        }
+        pb.set_prefix("day runs");
+        pb.set_position(0);
+        pb.set_length(todo.len() as u64);
+        todo.par_iter_mut()
+            .map(|r| {
+                let before = r.simulations;
+                search::run_day(&ctx, r).with_context(|| format!("plan day run {}", r.group.id))?;
+                report(std::slice::from_ref(&**r), r.simulations - before);
+                Ok(())
+            })
+            .collect::<Result<()>>()?;
+        Ok(mine)
     };
     let results = match opts.threads {
         Some(t) => rayon::ThreadPoolBuilder::new().num_threads(t).build()?.install(work)?,
@@ -373,15 +416,7 @@ pub fn cmd_plan(a: crate::cli::PlanArgs) -> Result<std::process::ExitCode> {
     let (ctx, groups) = normalize(&run.context, &run.groups)?;
     let rep = super::report::write_all(&out, &ctx, &groups)?;
     summary_line(&rep, &out, a.quiet);
-    eprintln!(
-        "plan: {} points ({} configurations): {} pruned, {} simulated, {} inferred; {} simulations in {wall:.1} s wall",
-        rep.space.points,
-        rep.space.configurations,
-        rep.space.pruned,
-        rep.space.simulated,
-        rep.space.inferred,
-        rep.space.simulations
-    );
+    eprintln!("plan: {} in {wall:.1} s wall", rep.space.describe());
     Ok(ExitCode::from(if rep.recommendation.is_some() { EXIT_OK } else { EXIT_CHECK_FAILED }))
 }
 

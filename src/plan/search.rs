@@ -13,7 +13,7 @@ use crate::scenario::{self, Scenario, ScenarioFile};
 use crate::units::{NANOS_PER_SEC, SimDuration};
 use crate::workload::config::DurationStr;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// SLO metrics of one simulation over the evaluation window. `None` latencies mean "undefined
@@ -116,6 +116,10 @@ pub struct GroupResult {
     pub simulations: u32,
     /// Autoscaled groups: the day run(s) with the autoscaler sized to the peak capacity.
     pub autoscaled: Option<AutoscaledResult>,
+    /// Autoscaled groups with something to scale whose day run was not simulated, and why
+    /// (`plan.day.top`).
+    #[serde(default)]
+    pub day_skipped: Option<String>,
 }
 
 /// Billed GPU-hours of a day run by phase (`total = serving + starting + draining + idle_node`).
@@ -417,6 +421,7 @@ pub fn search_group(ctx: &SearchCtx, g: &Group) -> anyhow::Result<GroupResult> {
         traffic_up_note: None,
         simulations: 0,
         autoscaled: None,
+        day_skipped: None,
     };
     // 1. Can vLLM start it at all?
     let sc: Scenario = match scenario::resolve(point_file(ctx.base, g, g.min_replicas, ctx.base.seed)?, ctx.source) {
@@ -491,12 +496,12 @@ pub fn search_group(ctx: &SearchCtx, g: &Group) -> anyhow::Result<GroupResult> {
     Ok(res)
 }
 
-/// Searches the autoscaler variants of one configuration (neighbours in enumeration order):
+/// Phase 1 of one configuration (its autoscaler variants, neighbours in enumeration order):
 /// one peak search of the fixed fleet, shared by all of them (the first group carries its
-/// simulation count), then a day run per autoscaled group with `maxReplicas` = the peak
-/// capacity. The result does not depend on which variants are listed, so sharding by
-/// configuration gives the same bytes as an unsharded run.
-pub fn search_config(ctx: &SearchCtx, groups: &[Group]) -> anyhow::Result<Vec<GroupResult>> {
+/// simulation count). Day runs are phase 2 ([`day_max`], [`select_day_runs`], [`run_day`]).
+/// The result does not depend on which variants are listed, so sharding by configuration
+/// gives the same bytes as an unsharded run.
+pub fn search_peak(ctx: &SearchCtx, groups: &[Group]) -> anyhow::Result<Vec<GroupResult>> {
     let Some(first) = groups.first() else { return Ok(Vec::new()) };
     let fixed = groups.iter().find(|g| !g.autoscaled()).cloned().unwrap_or_else(|| Group {
         id: first.config_id(),
@@ -515,29 +520,61 @@ pub fn search_config(ctx: &SearchCtx, groups: &[Group]) -> anyhow::Result<Vec<Gr
         if g.autoscaled() {
             r.budget_replicas = None;
         }
-        // maxReplicas = minReplicas: nothing to scale, the point is the fixed fleet (no day run).
-        if let (Some(cfg), Some(max)) = (&g.autoscaler_config, peak.min_replicas)
-            && super::space::sized(cfg, max).1 < max
-        {
-            let day = ctx.day.ok_or_else(|| anyhow::anyhow!("{}: no day run configured", g.id))?;
-            let a = simulate_day(ctx, day, g, cfg, max)?;
-            r.simulations += a.seeds.len() as u32;
-            if !a.passed() {
-                r.infeasible = Some(format!(
-                    "day run with the autoscaler (maxReplicas {max}) misses an SLO: {}",
-                    a.seeds
-                        .iter()
-                        .filter(|s| !s.eval.passed)
-                        .map(|s| format!("seed {}: {}", s.eval.seed, s.eval.failed.join("; ")))
-                        .collect::<Vec<_>>()
-                        .join(" | ")
-                ));
-            }
-            r.autoscaled = Some(a);
-        }
         out.push(r);
     }
     Ok(out)
+}
+
+/// The `maxReplicas` of a group's day run (its peak capacity), if it needs one: an autoscaled
+/// group whose peak needs more than the autoscaler's minimum (otherwise there is nothing to
+/// scale and the point equals the fixed fleet).
+pub fn day_max(r: &GroupResult) -> Option<u32> {
+    let (cfg, max) = (r.group.autoscaler_config.as_ref()?, r.min_replicas?);
+    (super::space::sized(cfg, max).1 < max).then_some(max)
+}
+
+/// Phase 2's choice: the configurations (ids) whose autoscaled variants get a day run — the
+/// `top` cheapest fixed fleets per day among configurations with a variant that needs one,
+/// ties in enumeration order. `results` must hold phase 1 of every configuration (so every
+/// shard makes the same choice).
+pub fn select_day_runs<'a>(
+    results: impl IntoIterator<Item = &'a GroupResult>,
+    top: u32,
+    hours_per_day: f64,
+) -> BTreeSet<String> {
+    let mut cands: Vec<(f64, usize, String)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for r in results {
+        let id = r.group.config_id();
+        if day_max(r).is_some() && !seen.contains(&id) {
+            let m = r.min_replicas.expect("day_max implies a peak capacity");
+            cands.push((r.group.cost_per_day(m, hours_per_day), r.group.index, id.clone()));
+            seen.insert(id);
+        }
+    }
+    cands.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    cands.into_iter().take(top as usize).map(|c| c.2).collect()
+}
+
+/// Phase 2 of one group: its day run with `maxReplicas` = the peak capacity.
+pub fn run_day(ctx: &SearchCtx, r: &mut GroupResult) -> anyhow::Result<()> {
+    let (Some(max), Some(cfg)) = (day_max(r), r.group.autoscaler_config.clone()) else { return Ok(()) };
+    let day = ctx.day.ok_or_else(|| anyhow::anyhow!("{}: no day run configured", r.group.id))?;
+    let a = simulate_day(ctx, day, &r.group, &cfg, max)?;
+    r.simulations += a.seeds.len() as u32;
+    if !a.passed() {
+        r.infeasible = Some(format!(
+            "day run with the autoscaler (maxReplicas {max}) misses an SLO: {}",
+            a.seeds
+                .iter()
+                .filter(|s| !s.eval.passed)
+                .map(|s| format!("seed {}: {}", s.eval.seed, s.eval.failed.join("; ")))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+    }
+    r.autoscaled = Some(a);
+    Ok(())
 }
 
 /// The day run(s) of an autoscaled group sized to `max` replicas at the peak.

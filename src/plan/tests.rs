@@ -105,10 +105,13 @@ fn shipped_plan_enumerates_over_a_thousand_points() {
     let path = Path::new("scenarios/coding-assistant-plan.yaml");
     let text = std::fs::read_to_string(path).unwrap();
     let f = scenario::parse_file(&text, path, &[]).unwrap();
-    let groups = super::space::enumerate(f.plan.as_ref().unwrap(), &f).unwrap();
+    assert_eq!(f.plan.as_ref().unwrap().day.top, Some(4));
+    // Fixed fleets alone (the 1,000-point speed target).
+    let fixed = scenario::parse_file(&text, path, &["plan.candidates.autoscaler=[none]".to_string()]).unwrap();
+    let groups = super::space::enumerate(fixed.plan.as_ref().unwrap(), &fixed).unwrap();
     assert_eq!(groups.len(), 60);
     let points: u32 = groups.iter().map(|g| g.max_replicas - g.min_replicas + 1).sum();
-    assert!(points >= 1000, "{points}");
+    assert_eq!(points, 1020);
     for sku in ["h100_sxm", "h200_sxm", "a100_80g_sxm", "l40s", "mi300x"] {
         let g = groups.iter().find(|g| g.gpu == sku).unwrap();
         assert_eq!(g.usd_per_gpu_hour, catalog::reference_price(sku).unwrap().usd_per_gpu_hour);
@@ -116,9 +119,7 @@ fn shipped_plan_enumerates_over_a_thousand_points() {
     // Ids are stable and unique.
     assert_eq!(groups[0].id, "h100_sxm/qwen3-32b/tp1/e0/round_robin");
     assert_eq!(groups[1].id, "h100_sxm/qwen3-32b/tp1/e0/epp:default");
-    // Fixed vs autoscaled, as the file's header shows: the autoscaler is the innermost axis.
-    let set = "plan.candidates.autoscaler=[none,hpa,keda-epp-queue]".to_string();
-    let f = scenario::parse_file(&text, path, &[set]).unwrap();
+    // Fixed vs autoscaled, as shipped: the autoscaler is the innermost axis.
     let groups = super::space::enumerate(f.plan.as_ref().unwrap(), &f).unwrap();
     assert_eq!(groups.len(), 180);
     let ids: Vec<&str> = groups[..4].iter().map(|g| g.id.as_str()).collect();
@@ -401,6 +402,7 @@ fn autoscaler_setting_drives_hpa_and_keda() {
         traffic_up_note: None,
         simulations: 0,
         autoscaled: None,
+        day_skipped: None,
     };
     assert_eq!(AutoscalerEmit::for_point(&gr, 4), None, "a fixed fleet has no simulated setting");
     let a = AutoscalerEmit::for_recommendation(&gr, 4);
@@ -714,5 +716,81 @@ fn autoscaled_plan_end_to_end() {
         (ext.metric.name.as_str(), ext.target.average_value.as_deref()),
         ("vllm_num_requests_running", Some("8"))
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `plan.day.top`: day runs go only to the configurations with the cheapest fixed fleets; the
+/// others' autoscaled points are `skipped` with their fixed cost, and shards (each of which
+/// searches every peak to choose) merge to the unsharded bytes.
+#[test]
+fn day_runs_go_to_the_cheapest_fixed_configurations() {
+    let text = AUTOSCALED
+        .replace(
+            "    gpus: [{gpu: h100_sxm, usd_per_gpu_hour: 2.0, provider: test}]\n",
+            "    gpus: [{gpu: h100_sxm, usd_per_gpu_hour: 2.0, provider: test}, {gpu: h200_sxm, usd_per_gpu_hour: 1.0, provider: test}]\n",
+        )
+        .replace("  day: {seeds: 1}\n", "  day: {seeds: 1, top: 1}\n");
+    let path = scenario_file("daytop", &text);
+    let dir = path.parent().unwrap().to_path_buf();
+    let opts = |shard| PlanOptions { sets: vec![], shard, quiet: true, threads: Some(2) };
+    let full = run::run_plan(&path, &opts(None)).unwrap();
+    let (ctx, groups) = run::normalize(&full.context, &full.groups).unwrap();
+    let ids: Vec<&str> = groups.iter().map(|g| g.group.id.as_str()).collect();
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    let (h100, h200) = (&groups[0], &groups[3]);
+    assert!(h100.group.id.starts_with("h100_sxm/") && h200.group.id.starts_with("h200_sxm/"));
+    let (m100, m200) = (h100.min_replicas.unwrap(), h200.min_replicas.unwrap());
+    // Both have something to scale (HPA min 2, KEDA min 1 below the peak), so the cheaper fixed
+    // fleet decides: H200 at $1/GPU-h.
+    assert!(m100 > 2 && m200 > 2, "peaks {m100}, {m200}");
+    let cost = |g: &search::GroupResult, m: u32| g.group.cost_per_day(m, 24.0);
+    assert!(cost(h200, m200) < cost(h100, m100), "{} vs {}", cost(h200, m200), cost(h100, m100));
+    let chosen = search::select_day_runs(groups.iter(), 1, 24.0);
+    assert_eq!(chosen.into_iter().collect::<Vec<_>>(), [h200.group.config_id()]);
+    for g in &groups[4..] {
+        assert!(g.autoscaled.is_some() && g.day_skipped.is_none(), "{} has a day run", g.group.id);
+    }
+    for g in &groups[1..3] {
+        assert!(g.autoscaled.is_none(), "{} has no day run", g.group.id);
+        let why = g.day_skipped.as_deref().unwrap();
+        assert_eq!(
+            why,
+            format!(
+                "day run not simulated: its fixed fleet ({m100} replicas, ${:.0}/day) is not among the 1 cheapest configurations with something to scale (plan.day.top)",
+                cost(h100, m100)
+            )
+        );
+        assert_eq!(g.best_cost(24.0), None, "a skipped point is no candidate");
+    }
+    // Simulations: two day runs beside the peak searches.
+    let peaks = groups[0].simulations + groups[3].simulations;
+    assert_eq!(full.simulations, peaks + 2);
+    let a = dir.join("full");
+    let rep = report::write_all(&a, &ctx, &groups).unwrap();
+    assert_eq!(rep.space.skipped, 2 * (6 - m100 as usize + 1), "maxReplicas m..=6 of two variants");
+    let row = rep.points.iter().find(|r| r.id == format!("{}/r{m100}", groups[1].group.id)).unwrap();
+    assert_eq!((row.status.as_str(), row.feasible), ("skipped", false));
+    assert!(row.reason.contains("plan.day.top"), "{}", row.reason);
+    let md = std::fs::read_to_string(a.join("plan.md")).unwrap();
+    assert!(md.contains(&format!("{} skipped (plan.day.top)", rep.space.skipped)), "{md}");
+
+    // Shard 1/2 holds the skipped configuration only, yet chose as the whole plan did.
+    let mut shard_dirs = Vec::new();
+    for i in 0..2 {
+        let r = run::run_plan(&path, &opts(Some((i, 2)))).unwrap();
+        assert_eq!(r.groups.len(), 3);
+        let d = dir.join(format!("shard-{i}"));
+        run::write_shard(&d, &r, (i, 2)).unwrap();
+        shard_dirs.push(d);
+    }
+    let (mctx, mgroups) = run::merge_dirs(&shard_dirs).unwrap();
+    assert_eq!(mgroups, groups);
+    let b = dir.join("merged");
+    report::write_all(&b, &mctx, &mgroups).unwrap();
+    let (fa, fb) = (read_all(&a), read_all(&b));
+    assert_eq!(fa.len(), fb.len());
+    for (x, y) in fa.iter().zip(&fb) {
+        assert!(x.1 == y.1, "{} differs after merge", x.0);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -260,13 +260,7 @@ impl PlanPage {
             kv("seeds", format!("{} at the boundary (a count is accepted only if every seed passes)", plan.seeds)),
             kv("search", snake(&plan.search)),
             kv("GPUs paid", format!("{} h per day", num_t(plan.hours_per_day))),
-            kv(
-                "space",
-                format!(
-                    "{} configurations, {} points: {} pruned, {} simulated, {} inferred by bisection ({} simulations)",
-                    sp.configurations, sp.points, sp.pruned, sp.simulated, sp.inferred, sp.simulations
-                ),
-            ),
+            kv("space", sp.describe()),
             kv(
                 "daily traffic",
                 format!(
@@ -529,6 +523,13 @@ impl PlanPage {
             notes.push(format!(
                 "{} points were not simulated: the bisection inferred them from a neighbour (more replicas are assumed never to hurt). They appear in the table, not in the charts.",
                 rep.space.inferred
+            ));
+        }
+        if rep.space.skipped > 0 {
+            notes.push(format!(
+                "{} autoscaled points were not simulated over a day: plan.day.top ({}) gives day runs only to the configurations with the cheapest fixed fleets; their rows say which fixed cost left them out.",
+                rep.space.skipped,
+                plan.day.top.unwrap_or(crate::plan::DEFAULT_DAY_TOP)
             ));
         }
         if !plan.candidates.autoscaler.iter().all(|a| a == "none") || plan.hours_per_day < 24.0 {

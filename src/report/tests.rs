@@ -363,6 +363,7 @@ pub(crate) fn synthetic_plan(tag: &str) -> crate::plan::report::PlanReport {
         traffic_up_note: None,
         simulations: 0,
         autoscaled: None,
+        day_skipped: None,
     };
     let a = GroupResult {
         roofline_min: Some(2),
