@@ -563,15 +563,8 @@ pub fn run_day(ctx: &SearchCtx, r: &mut GroupResult) -> anyhow::Result<()> {
     let a = simulate_day(ctx, day, &r.group, &cfg, max)?;
     r.simulations += a.seeds.len() as u32;
     if !a.passed() {
-        r.infeasible = Some(format!(
-            "day run with the autoscaler (maxReplicas {max}) misses an SLO: {}",
-            a.seeds
-                .iter()
-                .filter(|s| !s.eval.passed)
-                .map(|s| format!("seed {}: {}", s.eval.seed, s.eval.failed.join("; ")))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        ));
+        r.infeasible =
+            Some(format!("day run with the autoscaler (maxReplicas {max}) misses an SLO: {}", a.eval().failures()));
     }
     r.autoscaled = Some(a);
     Ok(())
