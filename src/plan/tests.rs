@@ -231,6 +231,15 @@ fn peak_hour_window_is_the_busiest_hour() {
     assert_eq!(search::window_of([0, 10 * s].into_iter(), super::Evaluate::PeakHour), (0, u64::MAX));
 }
 
+/// The merged report folder `b` has the same files as the unsharded `a`, byte for byte.
+fn assert_same_files(a: &Path, b: &Path) {
+    let (fa, fb) = (read_all(a), read_all(b));
+    assert_eq!(fa.iter().map(|x| &x.0).collect::<Vec<_>>(), fb.iter().map(|x| &x.0).collect::<Vec<_>>());
+    for (x, y) in fa.iter().zip(&fb) {
+        assert!(x.1 == y.1, "{} differs after merge", x.0);
+    }
+}
+
 fn read_all(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for sub in [""] {
@@ -296,11 +305,7 @@ fn plan_end_to_end() {
     let (mctx, mgroups) = run::merge_dirs(&shard_dirs).unwrap();
     let b = dir.join("merged");
     report::write_all(&b, &mctx, &mgroups).unwrap();
-    let (fa, fb) = (read_all(&a), read_all(&b));
-    assert_eq!(fa.iter().map(|x| &x.0).collect::<Vec<_>>(), fb.iter().map(|x| &x.0).collect::<Vec<_>>());
-    for (x, y) in fa.iter().zip(&fb) {
-        assert!(x.1 == y.1, "{} differs after merge", x.0);
-    }
+    assert_same_files(&a, &b);
     // A missing shard is an error.
     assert!(run::merge_dirs(&shard_dirs[..2]).is_err());
 
@@ -666,11 +671,7 @@ fn autoscaled_plan_end_to_end() {
     let (mctx, mgroups) = run::merge_dirs(&shard_dirs).unwrap();
     let b = dir.join("merged");
     report::write_all(&b, &mctx, &mgroups).unwrap();
-    let (fa, fb) = (read_all(&a), read_all(&b));
-    assert_eq!(fa.iter().map(|x| &x.0).collect::<Vec<_>>(), fb.iter().map(|x| &x.0).collect::<Vec<_>>());
-    for (x, y) in fa.iter().zip(&fb) {
-        assert!(x.1 == y.1, "{} differs after merge", x.0);
-    }
+    assert_same_files(&a, &b);
 
     // The emitted manifests carry the simulated setting of the autoscaled recommendation.
     let hpa: Manifest<HpaSpec> =
@@ -787,10 +788,6 @@ fn day_runs_go_to_the_cheapest_fixed_configurations() {
     assert_eq!(mgroups, groups);
     let b = dir.join("merged");
     report::write_all(&b, &mctx, &mgroups).unwrap();
-    let (fa, fb) = (read_all(&a), read_all(&b));
-    assert_eq!(fa.len(), fb.len());
-    for (x, y) in fa.iter().zip(&fb) {
-        assert!(x.1 == y.1, "{} differs after merge", x.0);
-    }
+    assert_same_files(&a, &b);
     let _ = std::fs::remove_dir_all(&dir);
 }
