@@ -56,6 +56,22 @@ impl SimDuration {
         let ns = (s * NANOS_PER_SEC as f64).round();
         if ns >= u64::MAX as f64 { SimDuration(u64::MAX) } else { SimDuration(ns as u64) }
     }
+    /// `SimDuration(ns.round() as u64)` without the libm call that `f64::round` costs on the
+    /// baseline x86-64 target (the step-time models round once per simulated step): exact for
+    /// every finite `ns ≥ 0`; negative and NaN inputs give zero, huge inputs saturate.
+    #[inline]
+    pub fn from_nanos_f64(ns: f64) -> Self {
+        if !(ns >= 0.0) {
+            return SimDuration(0);
+        }
+        if ns >= 4_503_599_627_370_496.0 {
+            // ≥ 2^52: already an integer; `as` saturates above u64::MAX.
+            return SimDuration(ns as u64);
+        }
+        let t = ns as u64;
+        // Below 2^52 both `t as f64` and the fraction `ns - t` are exact.
+        SimDuration(if ns - t as f64 >= 0.5 { t + 1 } else { t })
+    }
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / NANOS_PER_SEC as f64
     }
@@ -167,6 +183,42 @@ mod tests {
         assert_eq!(SimDuration::from_secs_f64(f64::NAN).0, 0);
         assert_eq!((SimTime(5) + SimDuration(7)).0, 12);
         assert_eq!(SimTime(3).since(SimTime(9)).0, 0);
+    }
+    #[test]
+    fn nanos_f64_rounds_like_f64_round() {
+        let edge = [
+            0.0,
+            -0.0,
+            0.49999999999999994,
+            0.5,
+            1.5,
+            2.5,
+            2.4999999999999996,
+            1e15 + 0.5,
+            4_503_599_627_370_495.5,
+            4_503_599_627_370_496.0,
+            9_007_199_254_740_993.0,
+            1.8e19,
+            1e30,
+            f64::INFINITY,
+            -0.4,
+            -0.6,
+            -7.5,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let random = (0..20_000).map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            // Magnitudes from 1e-3 to 1e12 ns, with fractions near .5 common.
+            let m = (x >> 11) as f64 / (1u64 << 53) as f64;
+            10f64.powf(-3.0 + 15.0 * m)
+        });
+        for v in edge.into_iter().chain(random) {
+            assert_eq!(SimDuration::from_nanos_f64(v).0, v.round() as u64, "{v:e}");
+        }
+        assert_eq!(SimDuration::from_nanos_f64(2.5).0, 3);
+        assert_eq!(SimDuration::from_nanos_f64(0.49999999999999994).0, 0);
     }
     #[test]
     fn blocks_rounding() {

@@ -200,7 +200,7 @@ impl<'a> Fleet<'a> {
 }
 
 fn scaled(d: SimDuration, k: f64) -> SimDuration {
-    if k == 1.0 { d } else { SimDuration((d.0 as f64 * k).round() as u64) }
+    if k == 1.0 { d } else { SimDuration::from_nanos_f64(d.0 as f64 * k) }
 }
 
 impl<'a> Simulation<'a> {

@@ -195,7 +195,7 @@ impl Roofline {
 
 impl StepTimeModel for Roofline {
     fn step_time(&self, b: &BatchShape) -> SimDuration {
-        SimDuration(self.step_ns(b).round() as u64)
+        SimDuration::from_nanos_f64(self.step_ns(b))
     }
     fn name(&self) -> &str {
         &self.name

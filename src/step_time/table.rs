@@ -186,7 +186,7 @@ impl Table {
 
 impl StepTimeModel for Table {
     fn step_time(&self, b: &BatchShape) -> SimDuration {
-        SimDuration(self.step_ns(b).round() as u64)
+        SimDuration::from_nanos_f64(self.step_ns(b))
     }
     fn name(&self) -> &str {
         &self.name
