@@ -606,12 +606,15 @@ fn long_shared_prefixes_route_quickly() {
     for v in [EppVersion::V1_3, EppVersion::Aug2026] {
         let mut r = router_from_yaml(&single("prefix-cache-scorer"), Some(v));
         let mut g = rng(1);
-        let t = std::time::Instant::now();
+        // Each chain sticks to the pod its first request went to (the only prefix score).
+        let mut home: [Option<ReplicaId>; 4] = [None; 4];
         for i in 0..N_LONG {
-            let q = req(i, Some((chains[(i % 4) as usize], 30_000)), 200, None);
-            r.route(SimTime(i), &q, &arena, &cands, &mut g);
+            let c = (i % 4) as usize;
+            let q = req(i, Some((chains[c], 30_000)), 200, None);
+            let to = r.route(SimTime(i), &q, &arena, &cands, &mut g);
+            assert_eq!(*home[c].get_or_insert(to), to, "{v:?}: request {i} of chain {c} left its pod");
         }
-        eprintln!("{v:?}: {N_LONG} routes in {:?}", t.elapsed());
+        assert!(home.iter().all(Option::is_some));
     }
 }
 const N_LONG: u64 = 500;
