@@ -246,12 +246,12 @@ fn other_workload_kinds_resolve() {
         "workload:\n  kind: synthetic\n  arrival: {kind: poisson, rate: 5}\n  input: {kind: uniform, min: 100, max: 400}\n  output: {kind: fixed, tokens: 64}\n",
         "workload:\n  kind: sessions\n  arrival: {kind: gamma, rate: 1, cv: 2}\n  turns: {kind: uniform, min: 1, max: 8}\n  system_prompt_len: 500\n  user_message: {kind: lognormal, mean: 80, sigma: 0.6}\n  output: {kind: fixed, tokens: 200}\n  think_time: 20s\n",
     );
-    load_with(&sessions, &[]).unwrap();
+    assert!(matches!(load_with(&sessions, &[]).unwrap().workload, crate::workload::WorkloadConfig::Sessions(_)));
     let coding = MINIMAL.replace(
         "workload:\n  kind: synthetic\n  arrival: {kind: poisson, rate: 5}\n  input: {kind: uniform, min: 100, max: 400}\n  output: {kind: fixed, tokens: 64}\n",
         "workload:\n  kind: coding_assistant\n  engineers: 40\n  repositories: 3\n  repo_context: {kind: uniform, min: 2000, max: 9000}\n  file_context: {kind: fixed, tokens: 0}\n  question: {kind: fixed, tokens: 50}\n  output: {kind: fixed, tokens: 300}\n  requests_per_engineer_hour: 12\n  hourly_profile: [0,0,0,0,0,0,0,0.3,0.8,1,1,0.9,0.5,0.9,1,1,0.8,0.5,0.2,0,0,0,0,0]\n  start_hour: 8\n",
     );
-    load_with(&coding, &[]).unwrap();
+    assert!(matches!(load_with(&coding, &[]).unwrap().workload, crate::workload::WorkloadConfig::CodingAssistant(_)));
     let diurnal = MINIMAL.replace("{kind: poisson, rate: 5}", "{kind: diurnal, peak_rate: 20, profile: [0.1, 1, 0.3]}");
     load_with(&diurnal, &[]).unwrap();
     let closed = MINIMAL.replace("{kind: poisson, rate: 5}", "{kind: closed_loop, users: 10, think_time: 0s}");

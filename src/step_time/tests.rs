@@ -297,8 +297,13 @@ fn key_numbers() {
     let l = kv_sizing(model("llama-3.1-70b").unwrap(), h100, 4, 0.9, 16, oh).unwrap();
     println!("KV qwen3-32b TP2 H100: {} tokens (target 307328)", q.kv_tokens);
     println!("KV llama-3.1-70b TP4 H100: {} tokens (target 461376)", l.kv_tokens);
+    assert!((q.kv_tokens as f64 / 307_328.0 - 1.0).abs() < 0.02, "{}", q.kv_tokens);
+    assert!((l.kv_tokens as f64 / 461_376.0 - 1.0).abs() < 0.02, "{}", l.kv_tokens);
     for (m, tp) in [("llama-3.1-8b", 1), ("llama-3.1-70b", 4), ("qwen3-30b-a3b", 1)] {
         let r = roofline(m, "h100_sxm", tp);
+        // More work never takes less time.
+        assert!(r.step_time(&decode(64, 1024)) > r.step_time(&decode(1, 1024)), "{m}");
+        assert!(r.step_time(&prefill(8192, 0)) > r.step_time(&prefill(2048, 0)), "{m}");
         println!(
             "{m} TP{tp} H100: decode b1 ctx1k {:.2} ms, decode b64 ctx1k {:.2} ms, prefill 2048 {:.2} ms, prefill 8192 {:.1} ms",
             ms(r.step_time(&decode(1, 1024))),
@@ -310,12 +315,14 @@ fn key_numbers() {
     let s = roofline("small-llama", "cpu", 1);
     let t = roofline("tiny-llama", "cpu", 1);
     for b in [1, 2, 4, 8, 16, 32] {
+        assert!(s.step_time(&decode(b, 160)) > t.step_time(&decode(b, 160)), "small model slower, b{b}");
         println!(
             "cpu decode b{b}: small {:.2} ms, tiny {:.2} ms",
             ms(s.step_time(&decode(b, 160))),
             ms(t.step_time(&decode(b, 160)))
         );
     }
+    let mut last = (0.0, 0.0);
     for len in [128u32, 512, 1024, 2048, 4096, 8000] {
         let ttft = |r: &Roofline| {
             let (mut done, mut total) = (0u32, 0.0);
@@ -327,6 +334,8 @@ fn key_numbers() {
             total
         };
         println!("cpu prefill {len}: small {:.0} ms, tiny {:.1} ms", ttft(&s), ttft(&t));
+        assert!(ttft(&s) > last.0 && ttft(&t) > last.1, "prefill time grows with length ({len})");
+        last = (ttft(&s), ttft(&t));
     }
     println!("table coefficients (us): {:?}", shipped_table().coefficients_us());
 }
