@@ -6,7 +6,8 @@
 //! points (no hash iteration, no parallel float reductions).
 
 use super::ReportError;
-use crate::metrics::{Outcome, RequestRecord, percentile};
+use crate::metrics::{FleetSample, Outcome, RequestRecord, percentile};
+use crate::units::SimTime;
 use serde::Serialize;
 
 /// Most points one time series is drawn with; longer runs are bucketed.
@@ -258,21 +259,6 @@ pub fn rate_envelope(axis: &TimeAxis, times_s: impl Iterator<Item = f64>) -> Env
 /// or an autoscaler was configured).
 pub const SCALE_EVENTS_FILE: &str = "scale_events.csv";
 
-/// Fleet-wide values at one tick (the fleet columns of `timeseries.csv`, once per tick).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct FleetTick {
-    pub time_s: f64,
-    pub ready: u32,
-    pub starting: u32,
-    pub draining: u32,
-    /// The Deployment's `spec.replicas` as the autoscaler last set it.
-    pub desired: u32,
-    /// The autoscaler's first signal as it last saw it.
-    pub signal: Option<f64>,
-    /// Requests held in the gateway (no routable replica).
-    pub gateway: u32,
-}
-
 /// One change of the replica count (a line of `scale_events.csv`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ScaleEventRow {
@@ -297,7 +283,7 @@ pub enum EventsSource {
 /// The fleet side of a run: per-tick counts and the scale events.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FleetData {
-    pub ticks: Vec<FleetTick>,
+    pub ticks: Vec<FleetSample>,
     pub events: Vec<ScaleEventRow>,
     pub events_source: EventsSource,
 }
@@ -367,9 +353,9 @@ pub fn parse_scale_events_csv(bytes: &[u8]) -> Result<Vec<ScaleEventRow>, Report
     Ok(out)
 }
 
-/// The fleet columns of `timeseries.csv`, one [`FleetTick`] per tick (the values repeat on
+/// The fleet columns of `timeseries.csv`, one [`FleetSample`] per tick (the values repeat on
 /// every replica row of a tick); empty when the columns are absent.
-pub fn parse_fleet_ticks(bytes: &[u8]) -> Result<Vec<FleetTick>, ReportError> {
+pub fn parse_fleet_ticks(bytes: &[u8]) -> Result<Vec<FleetSample>, ReportError> {
     let bad = |msg: String| ReportError::Input { file: "timeseries.csv".into(), msg };
     let mut rdr = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(bytes);
     let headers = rdr.headers().map_err(|e| bad(e.to_string()))?.clone();
@@ -384,7 +370,7 @@ pub fn parse_fleet_ticks(bytes: &[u8]) -> Result<Vec<FleetTick>, ReportError> {
         return Ok(Vec::new());
     };
     let (c_sig, c_gw) = (idx("scaler_signal"), idx("gateway_queue"));
-    let mut out: Vec<FleetTick> = Vec::new();
+    let mut out: Vec<FleetSample> = Vec::new();
     let mut row = csv::StringRecord::new();
     while rdr.read_record(&mut row).map_err(|e| bad(e.to_string()))? {
         let line = row.position().map_or(0, |p| p.line());
@@ -396,8 +382,8 @@ pub fn parse_fleet_ticks(bytes: &[u8]) -> Result<Vec<FleetTick>, ReportError> {
                 .filter(|x| x.is_finite())
                 .ok_or_else(|| bad(format!("line {line}, column `{name}`: `{}` is not a number", cell(c))))
         };
-        let t = f(c_t, "time_s")?;
-        if out.last().is_some_and(|l| l.time_s == t) {
+        let t = SimTime::from_secs_f64(f(c_t, "time_s")?);
+        if out.last().is_some_and(|l| l.time == t) {
             continue;
         }
         let opt = |c: Option<usize>, name: &str| -> Result<Option<f64>, ReportError> {
@@ -406,8 +392,8 @@ pub fn parse_fleet_ticks(bytes: &[u8]) -> Result<Vec<FleetTick>, ReportError> {
                 _ => Ok(None),
             }
         };
-        out.push(FleetTick {
-            time_s: t,
+        out.push(FleetSample {
+            time: t,
             ready: f(c_ready, "replicas_ready")? as u32,
             starting: f(c_start, "replicas_starting")? as u32,
             draining: f(c_drain, "replicas_draining")? as u32,
@@ -421,12 +407,12 @@ pub fn parse_fleet_ticks(bytes: &[u8]) -> Result<Vec<FleetTick>, ReportError> {
 
 /// Scale events as seen in the time series: one per change of `desired_replicas`, at the
 /// first tick showing the new value.
-pub fn events_from_desired(ticks: &[FleetTick]) -> Vec<ScaleEventRow> {
+pub fn events_from_desired(ticks: &[FleetSample]) -> Vec<ScaleEventRow> {
     ticks
         .windows(2)
         .filter(|w| w[0].desired != w[1].desired)
         .map(|w| ScaleEventRow {
-            time_s: w[1].time_s,
+            time_s: w[1].time.as_secs_f64(),
             from: w[0].desired,
             to: w[1].desired,
             reason: "desired_replicas changed".into(),

@@ -911,7 +911,7 @@ fn fleet_section(
             .into_iter()
             .enumerate()
         {
-            b[k].add(t.time_s, v);
+            b[k].add(t.time.as_secs_f64(), v);
         }
     }
     let desired_end = b[4].last();
@@ -980,8 +980,8 @@ fn fleet_section(
         for t in ticks {
             let pods = t.ready + t.starting;
             match (t.signal, per_replica) {
-                (Some(v), false) => sb.add(t.time_s, v),
-                (Some(v), true) if pods > 0 => sb.add(t.time_s, v / pods as f64),
+                (Some(v), false) => sb.add(t.time.as_secs_f64(), v),
+                (Some(v), true) if pods > 0 => sb.add(t.time.as_secs_f64(), v / pods as f64),
                 _ => {}
             }
         }
@@ -1014,7 +1014,7 @@ fn fleet_section(
     // Scale events.
     if !fleet.events.is_empty() {
         let signal_at = |t_s: f64| {
-            let i = ticks.partition_point(|x| x.time_s < t_s);
+            let i = ticks.partition_point(|x| x.time.as_secs_f64() < t_s);
             ticks.get(i).and_then(|x| x.signal)
         };
         let rows = fleet

@@ -2,7 +2,9 @@
 //! and the series the SVGs carry. The browser check lives in `tests/report_browser.rs`.
 
 use super::*;
-use crate::metrics::{PriceInfo, Recorder, ReplicaSample, ReplicaTotals, RunMeta, RunTotals, render_timeseries_csv};
+use crate::metrics::{
+    FleetSample, PriceInfo, Recorder, ReplicaSample, ReplicaTotals, RunMeta, RunTotals, render_timeseries_csv,
+};
 use crate::scenario::raw::SloFile;
 use crate::units::{ReplicaId, RequestId, SimDuration, SimTime};
 
@@ -538,6 +540,8 @@ fn fleet_context_has_exact_scale_events_and_phases() {
     let (sc, out, ts_bytes, ev) = fleet_run();
     let fleet = data::FleetData::parse(&ts_bytes, Some(&ev)).unwrap().expect("fleet columns");
     assert_eq!(fleet.events_source, data::EventsSource::Log);
+    // The file's fleet columns read back as the samples the run recorded (one type for both).
+    assert_eq!(fleet.ticks, out.recorder.fleet);
     let ts = data::parse_timeseries_csv(&ts_bytes).unwrap();
     let run = RunData {
         label: "fleet",
@@ -682,8 +686,8 @@ fn fleet_files_parse_exactly() {
     assert_eq!(
         ticks,
         [
-            data::FleetTick {
-                time_s: 1.0,
+            FleetSample {
+                time: SimTime::ZERO + SimDuration::from_secs(1),
                 ready: 1,
                 starting: 0,
                 draining: 0,
@@ -691,8 +695,8 @@ fn fleet_files_parse_exactly() {
                 signal: Some(0.5),
                 gateway: 0
             },
-            data::FleetTick {
-                time_s: 2.0,
+            FleetSample {
+                time: SimTime::ZERO + SimDuration::from_secs(2),
                 ready: 1,
                 starting: 1,
                 draining: 0,
@@ -700,7 +704,15 @@ fn fleet_files_parse_exactly() {
                 signal: Some(2.25),
                 gateway: 3
             },
-            data::FleetTick { time_s: 3.0, ready: 0, starting: 1, draining: 1, desired: 2, signal: None, gateway: 0 },
+            FleetSample {
+                time: SimTime::ZERO + SimDuration::from_secs(3),
+                ready: 0,
+                starting: 1,
+                draining: 1,
+                desired: 2,
+                signal: None,
+                gateway: 0
+            },
         ]
     );
     let ev = [crate::engine::ScaleEvent {
@@ -732,8 +744,14 @@ fn fleet_files_parse_exactly() {
 #[test]
 fn fixed_fleet_gets_no_fleet_section() {
     let (s, recs, ts) = synthetic("fixed", 200, 60, 2, 1);
-    let ticks: Vec<data::FleetTick> =
-        (1..=60).map(|t| data::FleetTick { time_s: t as f64, ready: 2, desired: 2, ..Default::default() }).collect();
+    let ticks: Vec<FleetSample> = (1..=60)
+        .map(|t| FleetSample {
+            time: SimTime::ZERO + SimDuration::from_secs(t),
+            ready: 2,
+            desired: 2,
+            ..Default::default()
+        })
+        .collect();
     let fleet = data::FleetData { ticks, ..Default::default() };
     assert!(!fleet.changed());
     let run = RunData { label: "fixed", summary: &s, records: Some(&recs), timeseries: &ts, fleet: Some(&fleet) };
@@ -757,8 +775,8 @@ fn day_of_autoscaling_stays_small_and_caps_events() {
         }
         let starting = if t % 420 < 300 && desired == 10 { 8 } else { 0 };
         let ready = desired - starting;
-        ticks.push(data::FleetTick {
-            time_s: t as f64,
+        ticks.push(FleetSample {
+            time: SimTime::ZERO + SimDuration::from_secs(t as u64),
             ready,
             starting,
             desired,
