@@ -435,17 +435,12 @@ impl<'a> Simulation<'a> {
         if !rep.busy || rep.plan.durations.len() <= 1 {
             return;
         }
-        let mut end = rep.plan.start;
-        let mut m = 0;
-        for d in &rep.plan.durations {
-            end += *d;
-            m += 1;
-            if end >= now {
-                break;
-            }
-        }
+        // Steps up to and including the one in flight at `now` (one ending at `now` counts).
+        let m = (rep.plan.ends.partition_point(|&e| e < now) + 1).min(rep.plan.ends.len());
         if m < rep.plan.durations.len() {
+            let end = rep.plan.ends[m - 1];
             rep.plan.durations.truncate(m);
+            rep.plan.ends.truncate(m);
             rep.generation += 1;
             self.queue.push(end, Event::StepDone { replica: r as u32, generation: rep.generation });
         }

@@ -127,6 +127,9 @@ struct Plan {
     start: SimTime,
     /// Durations of the steps of this plan (one, or a run of identical decode steps).
     durations: Vec<SimDuration>,
+    /// End time of each step (`start` + the durations so far): mid-run observations and
+    /// truncations find the step in flight by binary search.
+    ends: Vec<SimTime>,
     first_shape: BatchShape,
     /// Decodes in the first step whose previous token came from the step just before.
     first_step_consecutive: u32,
@@ -446,6 +449,7 @@ impl<'a> Simulation<'a> {
         let mut plan = std::mem::take(&mut rep.plan);
         plan.items.clear();
         plan.durations.clear();
+        plan.ends.clear();
         plan.start = now;
         let mut budget = p.max_num_batched_tokens;
         let mut preempted = false;
@@ -554,6 +558,7 @@ impl<'a> Simulation<'a> {
         }
         let d = Self::step_factor(rep, self.step_model.step_time(&shape));
         plan.durations.push(d);
+        plan.ends.push(now + d);
         plan.first_shape = shape;
         plan.first_step_consecutive = consecutive;
         plan.decode_only = decode_only && !admitted && !preempted;
@@ -591,6 +596,7 @@ impl<'a> Simulation<'a> {
                 }
                 end += dj;
                 plan.durations.push(dj);
+                plan.ends.push(end);
             }
         }
 
@@ -738,15 +744,7 @@ fn sample(i: u32, r: &Replica, slab: &[Option<Active>], now: SimTime) -> Replica
     };
     let k = r.plan.durations.len() as u32;
     if r.busy && k > 1 {
-        let mut end = r.plan.start;
-        let mut done = 0u32;
-        for d in &r.plan.durations {
-            end += *d;
-            if end > now {
-                break;
-            }
-            done += 1;
-        }
+        let done = r.plan.ends.partition_point(|&e| e <= now) as u32;
         let b = r.plan.items.len() as u64;
         s.generation_tokens += done as u64 * b;
         s.steps += done as u64;
