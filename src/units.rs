@@ -50,11 +50,7 @@ impl SimDuration {
     }
     /// Rounds to the nearest nanosecond; negative and NaN inputs give zero, huge inputs saturate.
     pub fn from_secs_f64(s: f64) -> Self {
-        if !(s > 0.0) {
-            return SimDuration(0);
-        }
-        let ns = (s * NANOS_PER_SEC as f64).round();
-        if ns >= u64::MAX as f64 { SimDuration(u64::MAX) } else { SimDuration(ns as u64) }
+        SimDuration::from_nanos_f64(s * NANOS_PER_SEC as f64)
     }
     /// `SimDuration(ns.round() as u64)` without the libm call that `f64::round` costs on the
     /// baseline x86-64 target (the step-time models round once per simulated step): exact for
@@ -218,6 +214,9 @@ mod tests {
             assert_eq!(SimDuration::from_nanos_f64(v).0, v.round() as u64, "{v:e}");
         }
         assert_eq!(SimDuration::from_nanos_f64(2.5).0, 3);
+        assert_eq!(SimDuration::from_secs_f64(1e300).0, u64::MAX);
+        assert_eq!(SimDuration::from_secs_f64(-0.0).0, 0);
+        assert_eq!(SimDuration::from_secs_f64(2.5e-9).0, 3);
         assert_eq!(SimDuration::from_nanos_f64(0.49999999999999994).0, 0);
     }
     #[test]

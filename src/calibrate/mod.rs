@@ -243,7 +243,7 @@ struct Scaled {
 
 impl StepTimeModel for Scaled {
     fn step_time(&self, b: &BatchShape) -> SimDuration {
-        SimDuration((self.inner.step_time(b).as_nanos() as f64 * self.factor).round() as u64)
+        SimDuration::from_nanos_f64(self.inner.step_time(b).as_nanos() as f64 * self.factor)
     }
     fn name(&self) -> &str {
         &self.name
