@@ -126,6 +126,17 @@ impl SeqKv {
     pub fn new(chain: Option<ChainId>, chain_blocks: u32) -> Self {
         SeqKv { chain, chain_blocks, index_private: true, ..Default::default() }
     }
+    /// Like [`SeqKv::new`], reusing `buf`'s allocation for the block list (cleared).
+    pub fn with_buffer(chain: Option<ChainId>, chain_blocks: u32, mut buf: Vec<BlockId>) -> Self {
+        buf.clear();
+        SeqKv { blocks: buf, ..SeqKv::new(chain, chain_blocks) }
+    }
+    /// The block list's allocation, for reuse by a later sequence (the list must be empty:
+    /// call after [`KvCache::free`]).
+    pub fn take_buffer(&mut self) -> Vec<BlockId> {
+        debug_assert!(self.blocks.is_empty(), "buffer taken from a sequence that holds blocks");
+        std::mem::take(&mut self.blocks)
+    }
     /// Blocks currently held.
     pub fn num_blocks(&self) -> u32 {
         self.chain_hold + self.blocks.len() as u32

@@ -119,7 +119,7 @@ pub fn simulate_with(
         price: (&sc.price).into(),
         slo: sc.slo.clone(),
     };
-    recorder.records.sort_by_key(|r| r.id);
+    crate::metrics::record::sort_by_id(&mut recorder.records);
     let summary = Summary::build(&meta, &mtotals, &mut recorder);
     Ok(SimOutput { summary, recorder, totals })
 }

@@ -199,7 +199,7 @@ impl<'a> Fleet<'a> {
     }
 }
 
-fn scaled(d: SimDuration, k: f64) -> SimDuration {
+pub(super) fn scaled(d: SimDuration, k: f64) -> SimDuration {
     if k == 1.0 { d } else { SimDuration::from_nanos_f64(d.0 as f64 * k) }
 }
 
@@ -431,14 +431,22 @@ impl<'a> Simulation<'a> {
     /// `engine`): something that changes the replica's next steps happened now.
     pub(super) fn truncate_run(&mut self, r: usize) {
         let now = self.now;
-        let rep = &mut self.replicas[r];
-        if !rep.busy || rep.plan.durations.len() <= 1 {
+        if !self.replicas[r].busy || self.replicas[r].plan.durations.len() <= 1 {
             return;
         }
+        self.plan_past(r, now);
         // Steps up to and including the one in flight at `now` (one ending at `now` counts).
-        let m = (rep.plan.ends.partition_point(|&e| e < now) + 1).min(rep.plan.ends.len());
+        let m = {
+            let ends = &self.replicas[r].plan.ends;
+            (ends.partition_point(|&e| e < now) + 1).min(ends.len())
+        };
+        // Whether the run has a step after the m-th one.
+        let after = self.replicas[r].plan.ends[m - 1];
+        self.plan_past(r, after);
+        let rep = &mut self.replicas[r];
         if m < rep.plan.durations.len() {
             let end = rep.plan.ends[m - 1];
+            rep.plan.more = 0;
             rep.plan.durations.truncate(m);
             rep.plan.ends.truncate(m);
             rep.generation += 1;
@@ -682,6 +690,9 @@ impl<'a> Simulation<'a> {
         let mut pods = Vec::new();
         let mut s = PoolSignals::default();
         let mut sat = 0.0;
+        for i in 0..self.replicas.len() {
+            self.plan_past(i, now);
+        }
         for (i, r) in self.replicas.iter().enumerate() {
             if !r.life.routable() {
                 continue;
@@ -746,6 +757,9 @@ impl<'a> Simulation<'a> {
         let mut samples = Vec::new();
         let mut phases = Vec::new();
         let (mut ready, mut starting, mut draining) = (0, 0, 0);
+        for i in 0..self.replicas.len() {
+            self.plan_past(i, now);
+        }
         for (i, r) in self.replicas.iter().enumerate() {
             match r.life.phase {
                 Phase::Terminated => continue,

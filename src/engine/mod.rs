@@ -20,6 +20,13 @@
 //! completed step of the run, computed on the fly. Blocks for the run's later steps are taken
 //! when the run completes: nothing can look at this replica's pool in between. Runs are off
 //! while KV events are delivered to a router (their timing would shift).
+//!
+//! A run is planned lazily, [`RUN_CHUNK`] steps at a time: half of the planned steps used to
+//! be thrown away when an arrival truncated the run. The run's completion event re-arms at the
+//! end of each planned chunk, keeping the queue sequence number reserved when the run started,
+//! so the final completion orders among equal-time events exactly as if the whole run had been
+//! planned at once; anything that reads the run mid-way (samples, truncation) first plans it
+//! past the time it looks at. Intermediate re-arms change nothing observable.
 
 pub mod fleet;
 pub mod queue;
@@ -85,8 +92,6 @@ pub struct ReplicaTotals {
     pub steps: u64,
     pub busy: SimDuration,
     pub max_waiting: u32,
-    /// Σ kv_usage × step duration, for the time-weighted mean usage.
-    pub kv_usage_time: f64,
 }
 
 /// What a finished simulation reports besides the per-request records.
@@ -121,6 +126,9 @@ impl Active {
     }
 }
 
+/// Steps of a run planned per chunk (see module docs).
+const RUN_CHUNK: u32 = 32;
+
 #[derive(Default)]
 struct Plan {
     items: Vec<(u32, u32)>,
@@ -135,6 +143,43 @@ struct Plan {
     first_step_consecutive: u32,
     /// True when every item is a decode (runs are only planned then).
     decode_only: bool,
+    /// Steps of the run not planned yet (0: fully planned).
+    more: u32,
+    /// Shape of the last planned step (the next one reads one more token per sequence).
+    last_shape: BatchShape,
+    /// Step-time factor when the run started (a slow-replica fault truncates the run).
+    slow: f64,
+    /// The queue sequence number of the run's completion event (see module docs).
+    seq: u64,
+}
+
+impl Plan {
+    /// Plans further steps until one ends after `t` or the run is fully planned.
+    fn extend(&mut self, model: &dyn StepTimeModel, hard_end: SimTime, t: SimTime) {
+        if self.more == 0 {
+            return;
+        }
+        debug_assert_eq!(self.items.len() as u32, self.last_shape.decode_seqs, "a run is decode-only");
+        let b = self.items.len() as u64;
+        let mut end = *self.ends.last().expect("a run has a first step");
+        let mut chunk = [SimDuration::ZERO; RUN_CHUNK as usize];
+        while self.more > 0 && end <= t {
+            let n = self.more.min(RUN_CHUNK) as usize;
+            model.decode_run(&self.last_shape, &mut chunk[..n]);
+            for &d in &chunk[..n] {
+                let dj = fleet::scaled(d, self.slow);
+                if end + dj > hard_end {
+                    self.more = 0;
+                    return;
+                }
+                end += dj;
+                self.durations.push(dj);
+                self.ends.push(end);
+            }
+            self.more -= n as u32;
+            self.last_shape.decode_context += n as u64 * b;
+        }
+    }
 }
 
 struct Replica {
@@ -174,6 +219,8 @@ pub struct Simulation<'a> {
     finished: Vec<u32>,
     fleet: fleet::Fleet<'a>,
     chain_lens: Vec<u32>,
+    /// Buffers of finished requests (own hashes, block list), reused by new ones.
+    spare: Vec<(Vec<u64>, Vec<crate::kv_cache::BlockId>)>,
 }
 
 impl<'a> Simulation<'a> {
@@ -212,6 +259,7 @@ impl<'a> Simulation<'a> {
             finished: Vec::new(),
             fleet: fleet::Fleet::fixed(p.replicas, streams),
             chain_lens,
+            spare: Vec::new(),
             p,
         };
         if sim.p.tick > SimDuration::ZERO {
@@ -304,6 +352,11 @@ impl<'a> Simulation<'a> {
         // Route.
         self.cands.clear();
         let fresh = self.router.scrape().is_none();
+        if fresh {
+            for i in 0..self.replicas.len() {
+                self.plan_past(i, self.now);
+            }
+        }
         for (i, r) in self.replicas.iter().enumerate() {
             if !r.life.routable() {
                 continue;
@@ -328,7 +381,8 @@ impl<'a> Simulation<'a> {
         // Build the engine-side request.
         let chain = spec.content.shared.map(|s| s.chain);
         let chain_blocks = spec.content.shared_full_blocks(self.p.block_size);
-        let mut own = Vec::new();
+        let (mut own, blocks) = self.spare.pop().unwrap_or_default();
+        own.clear();
         if self.p.enable_prefix_caching {
             let out_piece = crate::content::Piece { key: spec.output_key, start: 0, len: spec.output.0 };
             spec.content.own_block_hashes(self.workload.arena(), &self.chains, &[out_piece], &mut own);
@@ -336,7 +390,7 @@ impl<'a> Simulation<'a> {
         let active = Active {
             replica: target as u32,
             kv: {
-                let mut kv = SeqKv::new(chain, chain_blocks);
+                let mut kv = SeqKv::with_buffer(chain, chain_blocks, blocks);
                 kv.index_private = spec.private_reuse;
                 kv
             },
@@ -388,7 +442,7 @@ impl<'a> Simulation<'a> {
     fn on_event(&mut self, ev: Event) {
         match ev {
             Event::StepDone { replica, generation } => {
-                if self.replicas[replica as usize].generation == generation {
+                if self.replicas[replica as usize].generation == generation && !self.rearm_run(replica as usize) {
                     self.complete_step(replica as usize);
                     self.start_step(replica as usize);
                     self.after_step(replica as usize);
@@ -403,6 +457,7 @@ impl<'a> Simulation<'a> {
                 ) {
                     return;
                 }
+                self.plan_past(replica as usize, self.now);
                 let s = sample(replica, &self.replicas[replica as usize], &self.slab, self.now);
                 if sc.latency > SimDuration::ZERO {
                     self.replicas[replica as usize].pending_scrape = Some(s);
@@ -562,7 +617,10 @@ impl<'a> Simulation<'a> {
         plan.first_shape = shape;
         plan.first_step_consecutive = consecutive;
         plan.decode_only = decode_only && !admitted && !preempted;
-        let mut end = now + d;
+        plan.more = 0;
+        plan.last_shape = shape;
+        plan.slow = rep.life.slow;
+        let end = now + d;
 
         // Runs of identical decode steps (see module docs).
         if plan.decode_only && p.max_run_steps > 1 && self.kv_lag.is_none() && end < p.hard_end {
@@ -586,18 +644,9 @@ impl<'a> Simulation<'a> {
                 }
                 k_max = lo;
             }
-            let b = plan.items.len() as u64;
-            let mut sh = shape;
-            while (plan.durations.len() as u32) < k_max {
-                sh.decode_context += b;
-                let dj = Self::step_factor(rep, self.step_model.step_time(&sh));
-                if end + dj > p.hard_end {
-                    break;
-                }
-                end += dj;
-                plan.durations.push(dj);
-                plan.ends.push(end);
-            }
+            // The first chunk now, the rest when the run gets there (see module docs).
+            plan.more = k_max - 1;
+            plan.extend(self.step_model, p.hard_end, end);
         }
 
         // KV events for a precise-prefix router.
@@ -608,20 +657,47 @@ impl<'a> Simulation<'a> {
 
         rep.busy = true;
         rep.generation += 1;
+        plan.seq = self.queue.reserve();
+        let end = *plan.ends.last().expect("planned step");
+        self.queue.push_reserved(end, plan.seq, Event::StepDone { replica: r as u32, generation: rep.generation });
         rep.plan = plan;
-        self.queue.push(end, Event::StepDone { replica: r as u32, generation: rep.generation });
+    }
+
+    /// Plans replica `r`'s run past `t` (before anything reads the run at `t`).
+    fn plan_past(&mut self, r: usize, t: SimTime) {
+        let rep = &mut self.replicas[r];
+        if rep.busy && rep.plan.more > 0 {
+            rep.plan.extend(self.step_model, self.p.hard_end, t);
+        }
+    }
+
+    /// Replica `r`'s completion event popped at `self.now`: plans the next chunk of a run and
+    /// re-arms (true), or reports the run complete (false).
+    fn rearm_run(&mut self, r: usize) -> bool {
+        let now = self.now;
+        let rep = &mut self.replicas[r];
+        // (A reader at `now` may have planned past `now` already.)
+        rep.plan.extend(self.step_model, self.p.hard_end, now);
+        let end = *rep.plan.ends.last().expect("planned step");
+        if end == now {
+            debug_assert_eq!(rep.plan.more, 0);
+            return false;
+        }
+        let ev = Event::StepDone { replica: r as u32, generation: rep.generation };
+        self.queue.push_reserved(end, rep.plan.seq, ev);
+        true
     }
 
     /// Applies the finished step (or run) of replica `r` at `self.now`.
     fn complete_step(&mut self, r: usize) {
         let now = self.now;
         let rep = &mut self.replicas[r];
-        let plan = std::mem::take(&mut rep.plan);
+        let mut plan = std::mem::take(&mut rep.plan);
+        debug_assert_eq!(plan.more, 0, "completing a run that is not fully planned");
         let k = plan.durations.len() as u32;
         let busy: SimDuration = plan.durations.iter().copied().fold(SimDuration::ZERO, |a, b| a + b);
         rep.totals.steps += k as u64;
         rep.totals.busy += busy;
-        rep.totals.kv_usage_time += rep.kv.usage() * busy.as_secs_f64();
         let step1_end = plan.start + plan.durations[0];
         self.observer.on_steps(
             step1_end,
@@ -687,6 +763,7 @@ impl<'a> Simulation<'a> {
             for &slot in fin.iter() {
                 let mut a = self.slab[slot as usize].take().expect("finished request");
                 rep.kv.free(&mut a.kv);
+                self.spare.push((std::mem::take(&mut a.own_hashes), a.kv.take_buffer()));
                 rep.totals.completed += 1;
                 self.free_slots.push(slot);
                 self.in_flight_router[r] -= 1;
@@ -697,6 +774,11 @@ impl<'a> Simulation<'a> {
             }
         }
         rep.busy = false;
+        // Keep the buffers for the next step.
+        plan.items.clear();
+        plan.durations.clear();
+        plan.ends.clear();
+        rep.plan = plan;
     }
 }
 
@@ -726,7 +808,8 @@ fn run_extra_blocks(slab: &[Option<Active>], items: &[(u32, u32)], bs: u32, k: u
 
 /// Replica metrics at `now`, as a scrape would read them: the state after the last completed
 /// step. Inside a run of decode steps the completed part is accounted on the fly; cached-block
-/// counts are those at the run's start.
+/// counts are those at the run's start. The run must be planned past `now`
+/// ([`Simulation::plan_past`]).
 fn sample(i: u32, r: &Replica, slab: &[Option<Active>], now: SimTime) -> ReplicaSample {
     let mut s = ReplicaSample {
         replica: ReplicaId(i),
@@ -743,6 +826,7 @@ fn sample(i: u32, r: &Replica, slab: &[Option<Active>], now: SimTime) -> Replica
         steps: r.totals.steps,
     };
     let k = r.plan.durations.len() as u32;
+    debug_assert!(!r.busy || r.plan.more == 0 || r.plan.ends.last().is_some_and(|&e| e > now));
     if r.busy && k > 1 {
         let done = r.plan.ends.partition_point(|&e| e <= now) as u32;
         let b = r.plan.items.len() as u64;

@@ -76,6 +76,20 @@ impl EventQueue {
         }
         self.heap.push(Reverse((key, ev)));
     }
+    /// Takes the next sequence number without pushing: an event that will be pushed later
+    /// (with [`EventQueue::push_reserved`]) keeps its place among equal-time events as if it
+    /// had been pushed now.
+    pub fn reserve(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq - 1
+    }
+    /// Pushes `ev` with a sequence number from [`EventQueue::reserve`]. A reserved number may
+    /// be used for several pushes at different times (a planned run re-pushes its completion
+    /// as it is planned further); keys stay unique because the times differ.
+    pub fn push_reserved(&mut self, at: SimTime, seq: u64, ev: Event) {
+        debug_assert!(seq < self.seq, "sequence number {seq} was not reserved");
+        self.heap.push(Reverse(((at, ev.class(), seq), ev)));
+    }
     /// Where the smallest key is: a lane index, or `LANES` for the heap.
     #[inline]
     fn min_source(&self) -> Option<(usize, Key)> {

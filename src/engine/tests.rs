@@ -425,3 +425,55 @@ fn skipping_the_index_for_unshared_private_blocks_changes_nothing() {
     assert_eq!(ta, tb);
     assert!(ta.replicas.iter().map(|r| r.preemptions).sum::<u64>() > 0, "resumes must find their own blocks");
 }
+
+/// Runs much longer than a planning chunk (`RUN_CHUNK` steps), read mid-way by scrapes and
+/// ticks, truncated by arrivals and cut by the hard end, give the same results as single
+/// stepping.
+#[test]
+fn long_lazily_planned_runs_match_single_stepping() {
+    let epp: RouterConfig = serde_saphyr::from_str("{kind: epp, profile: default}").unwrap();
+    let model = LinearConfig {
+        base_us: 7_000.0,
+        per_prefill_token_us: 20.0,
+        per_decode_seq_us: 150.0,
+        per_context_token_ns: 900.0,
+    };
+    for seed in 1..4 {
+        let (mut reqs, arena) = random_workload(seed, 120);
+        let mut rng = RngStreams::new(seed).stream("long-runs", 0);
+        let mut t = 0u64;
+        for r in reqs.iter_mut() {
+            // Sparse arrivals and long answers: runs of hundreds of steps.
+            t += rng.random_range(0..900 * MS);
+            r.arrival = SimTime(t);
+            r.output = Tokens(rng.random_range(50..400u32));
+        }
+        // The first request is alone for 4 s: a single run of 299 steps (> 9 chunks).
+        reqs[0].output = Tokens(300);
+        for r in reqs.iter_mut().skip(1) {
+            r.arrival = SimTime(r.arrival.0 + 4_000 * MS);
+        }
+        for hard_end in [SimTime(u64::MAX / 2), SimTime(20_000 * MS + 123_457)] {
+            let mut p1 = params(2, 400, 4, 64, 8);
+            p1.tick = SimDuration::from_millis(100);
+            p1.hard_end = hard_end;
+            p1.max_run_steps = 1;
+            let mut p2 = p1.clone();
+            p2.max_run_steps = 4096;
+            for router in [&epp, &RouterConfig::RoundRobin] {
+                let (a, ta, oa) = run_with_router(p1.clone(), reqs.clone(), arena.clone(), router, model.clone());
+                let (b, tb, ob) = run_with_router(p2.clone(), reqs.clone(), arena.clone(), router, model.clone());
+                assert_eq!(a, b, "seed {seed}, {}: records differ between single steps and runs", router.label());
+                assert_eq!(ta, tb, "seed {seed}, {}: totals differ", router.label());
+                assert_eq!(oa.ticks, ob.ticks);
+                assert_eq!(oa.gaps, ob.gaps);
+                let first = &a[0];
+                assert_eq!(first.output_tokens, 300);
+                assert!(first.last_token.unwrap().0 < 4_000 * MS, "the first request runs alone");
+                if hard_end.0 < u64::MAX / 2 {
+                    assert!(a.iter().any(|r| r.outcome == Outcome::InFlight), "the hard end cuts runs");
+                }
+            }
+        }
+    }
+}

@@ -72,6 +72,33 @@ impl RequestRecord {
     }
 }
 
+/// Orders records by id, as a stable sort would. A simulation's ids are dense (consecutive
+/// from the first), and records arrive nearly in order, so they are put in place by swapping
+/// each to its index (a few local swaps instead of a full sort of 1 M records); ids that are
+/// not dense and unique fall back to the stable sort.
+pub fn sort_by_id(records: &mut [RequestRecord]) {
+    let n = records.len();
+    let Some(min) = records.iter().map(|r| r.id.0).min() else { return };
+    let mut seen = vec![false; n];
+    let dense = records.iter().all(|r| {
+        let i = r.id.0 - min;
+        i < n as u64 && !std::mem::replace(&mut seen[i as usize], true)
+    });
+    if !dense {
+        records.sort_by_key(|r| r.id);
+        return;
+    }
+    for i in 0..n {
+        loop {
+            let j = (records[i].id.0 - min) as usize;
+            if j == i {
+                break;
+            }
+            records.swap(i, j);
+        }
+    }
+}
+
 /// Why a `requests.csv` could not be read back.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {

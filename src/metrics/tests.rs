@@ -500,3 +500,43 @@ fn requests_csv_renders_many_rows_like_one() {
         assert!(lines[i + 1].starts_with(&format!("{i},")), "{}", lines[i + 1]);
     }
 }
+
+/// Dense ids are placed by index, anything else is stably sorted; both equal a stable sort.
+#[test]
+fn sort_by_id_equals_a_stable_sort() {
+    let mut x = 7u64;
+    let mut next = |m: u64| {
+        x = splitmix64(x);
+        x % m
+    };
+    for case in 0..4 {
+        let n = 2000u64;
+        let mut v: Vec<RequestRecord> = (0..n).map(|i| rec(100 + i, Outcome::Completed)).collect();
+        // Nearly in order (completion order), as a simulation produces them.
+        for i in 0..n as usize {
+            let j = (i + next(40) as usize).min(n as usize - 1);
+            v.swap(i, j);
+        }
+        match case {
+            1 => v.truncate(1500), // a gap: not dense
+            2 => {
+                // Duplicate ids told apart by their input tokens: the order must be stable.
+                for (k, r) in v.iter_mut().enumerate() {
+                    r.input_tokens = k as u32;
+                    if r.id.0 % 3 == 0 {
+                        r.id = RequestId(r.id.0 + 1);
+                    }
+                }
+            }
+            3 => v.reverse(),
+            _ => {}
+        }
+        let mut want = v.clone();
+        want.sort_by_key(|r| r.id);
+        crate::metrics::record::sort_by_id(&mut v);
+        assert_eq!(v, want, "case {case}");
+        assert!(v.windows(2).all(|w| w[0].id <= w[1].id));
+    }
+    let mut empty: Vec<RequestRecord> = vec![];
+    crate::metrics::record::sort_by_id(&mut empty);
+}

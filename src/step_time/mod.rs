@@ -59,6 +59,17 @@ impl BatchShape {
 pub trait StepTimeModel: Send + Sync {
     fn step_time(&self, batch: &BatchShape) -> SimDuration;
     fn name(&self) -> &str;
+    /// Step times of the decode steps that follow `last` in a run whose batch does not change:
+    /// step j (from 1) is `last` with `decode_context` grown by j × `decode_seqs`. Always equal
+    /// to calling [`StepTimeModel::step_time`] on each shape; a model overrides it only to
+    /// compute a run faster (most simulated steps are in runs).
+    fn decode_run(&self, last: &BatchShape, out: &mut [SimDuration]) {
+        let mut sh = *last;
+        for d in out.iter_mut() {
+            sh.decode_context += sh.decode_seqs as u64;
+            *d = self.step_time(&sh);
+        }
+    }
 }
 
 /// Step-time model choice in scenario YAML (`kind:`).

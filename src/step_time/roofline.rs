@@ -177,25 +177,81 @@ impl Roofline {
     /// Step time in (fractional) nanoseconds.
     #[inline]
     pub fn step_ns(&self, b: &BatchShape) -> f64 {
-        let t = b.total_tokens() as f64;
-        let seqs = b.num_seqs() as f64;
+        let c = self.batch_consts(b);
         let pt = b.prefill_tokens as f64;
         let ps = b.prefill_seqs.max(1) as f64;
-        let pairs = (b.decode_context + b.decode_seqs as u64) as f64
-            + pt * (b.prefill_context as f64 / ps + 0.5 * (pt / ps + 1.0));
-        let tc = self.lin_ns_per_token * t + self.lm_head_ns_per_seq * seqs + self.attn_ns_per_pair * pairs;
+        let decode_pairs = (b.decode_context + b.decode_seqs as u64) as f64;
+        // Decode-only steps (most steps) skip the two divisions; `x + 0 · finite` is `x`.
+        let pairs = if b.prefill_tokens == 0 {
+            decode_pairs
+        } else {
+            decode_pairs + pt * (b.prefill_context as f64 / ps + 0.5 * (pt / ps + 1.0))
+        };
+        let kv_tokens = (b.prefill_context + b.decode_context) as f64 + c.t;
+        self.combine(&c, pairs, kv_tokens)
+    }
+
+    /// The terms of a step that depend only on its token and sequence counts (constant over a
+    /// run of decode steps).
+    #[inline]
+    fn batch_consts(&self, b: &BatchShape) -> BatchConsts {
+        let t = b.total_tokens() as f64;
+        let seqs = b.num_seqs() as f64;
         // Dense models (no experts) skip the exp(): 0 × finite is 0 either way.
         let touched = if self.experts == 0.0 { 0.0 } else { self.experts * (1.0 - (t * self.ln_keep).exp()) };
-        let kv_tokens = (b.prefill_context + b.decode_context) as f64 + t;
-        let tm = self.dense_weights_ns + self.expert_ns * touched + self.kv_ns_per_token * kv_tokens;
-        let (hi, lo) = if tc >= tm { (tc, tm) } else { (tm, tc) };
-        hi + (1.0 - self.overlap) * lo + self.fixed_ns + self.per_seq_ns * seqs + self.allreduce_ns_per_token * t
+        BatchConsts {
+            t,
+            linear_ns: self.lin_ns_per_token * t + self.lm_head_ns_per_seq * seqs,
+            weights_ns: self.dense_weights_ns + self.expert_ns * touched,
+            keep: 1.0 - self.overlap,
+            per_seq_ns: self.per_seq_ns * seqs,
+            allreduce_ns: self.allreduce_ns_per_token * t,
+        }
     }
+
+    /// The step time from the batch constants, attention pairs and KV tokens read/written.
+    #[inline]
+    fn combine(&self, c: &BatchConsts, pairs: f64, kv_tokens: f64) -> f64 {
+        let tc = c.linear_ns + self.attn_ns_per_pair * pairs;
+        let tm = c.weights_ns + self.kv_ns_per_token * kv_tokens;
+        let (hi, lo) = if tc >= tm { (tc, tm) } else { (tm, tc) };
+        hi + c.keep * lo + self.fixed_ns + c.per_seq_ns + c.allreduce_ns
+    }
+}
+
+/// See [`Roofline::batch_consts`].
+struct BatchConsts {
+    t: f64,
+    linear_ns: f64,
+    weights_ns: f64,
+    keep: f64,
+    per_seq_ns: f64,
+    allreduce_ns: f64,
 }
 
 impl StepTimeModel for Roofline {
     fn step_time(&self, b: &BatchShape) -> SimDuration {
         SimDuration::from_nanos_f64(self.step_ns(b))
+    }
+    /// The same arithmetic as [`Roofline::step_ns`], with the run's constants hoisted: the
+    /// steps of a run are independent computations that the CPU overlaps.
+    fn decode_run(&self, last: &BatchShape, out: &mut [SimDuration]) {
+        if last.prefill_tokens != 0 {
+            let mut sh = *last;
+            for d in out.iter_mut() {
+                sh.decode_context += sh.decode_seqs as u64;
+                *d = self.step_time(&sh);
+            }
+            return;
+        }
+        let c = self.batch_consts(last);
+        let seqs = last.decode_seqs as u64;
+        for (j, d) in out.iter_mut().enumerate() {
+            let ctx = last.decode_context + (j as u64 + 1) * seqs;
+            let pairs = (ctx + seqs) as f64;
+            let kv_tokens = (last.prefill_context + ctx) as f64 + c.t;
+            *d = SimDuration::from_nanos_f64(self.combine(&c, pairs, kv_tokens));
+        }
     }
     fn name(&self) -> &str {
         &self.name

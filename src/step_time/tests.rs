@@ -339,3 +339,55 @@ fn key_numbers() {
     }
     println!("table coefficients (us): {:?}", shipped_table().coefficients_us());
 }
+
+/// A run's step times computed in one call equal the steps computed one by one, bit for bit
+/// (dense, MoE, TP 1/2/4; the default method and the roofline's hoisted loop).
+#[test]
+fn decode_run_equals_single_steps() {
+    let models = [
+        roofline("llama-3.1-8b", "h100_sxm", 1),
+        roofline("qwen3-32b", "h100_sxm", 2),
+        roofline("qwen3-30b-a3b", "h100_sxm", 1),
+        roofline("llama-3.1-70b", "a100_80g_sxm", 4),
+    ];
+    let lin = Linear::new(&LinearConfig {
+        base_us: 900.0,
+        per_prefill_token_us: 0.05,
+        per_decode_seq_us: 12.0,
+        per_context_token_ns: 0.3,
+    });
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = |m: u64| {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (x >> 33) % m
+    };
+    let mut checked = 0;
+    for _ in 0..300 {
+        let seqs = 1 + next(300) as u32;
+        let last = BatchShape {
+            decode_seqs: seqs,
+            decode_context: seqs as u64 * (1 + next(40_000)),
+            // A run never has prefill tokens, but the method must hold for any shape.
+            prefill_context: if next(4) == 0 { next(10_000) } else { 0 },
+            prefill_tokens: if next(8) == 0 { 1 + next(512) as u32 } else { 0 },
+            prefill_seqs: 0,
+        };
+        let last = BatchShape { prefill_seqs: (last.prefill_tokens > 0) as u32, ..last };
+        let n = 1 + next(64) as usize;
+        for m in models.iter().map(|m| m as &dyn StepTimeModel).chain([&lin as &dyn StepTimeModel]) {
+            let mut run = vec![SimDuration::ZERO; n];
+            m.decode_run(&last, &mut run);
+            let mut sh = last;
+            for (j, d) in run.iter().enumerate() {
+                sh.decode_context += seqs as u64;
+                assert_eq!(*d, m.step_time(&sh), "{} step {j} after {last:?}", m.name());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 10_000, "{checked}");
+    // Steps of a run grow with the context.
+    let mut run = vec![SimDuration::ZERO; 3];
+    models[1].decode_run(&decode(64, 20_000), &mut run);
+    assert!(run[0] < run[2], "{run:?}");
+}
