@@ -19,7 +19,11 @@
 //! reused while no entry was inserted or evicted anywhere (membership is all the walk reads;
 //! re-adding existing entries only reorders the LRUs), and (2) re-adding finds a pod's node
 //! of chain position `p` in a per-(pod, chain) table instead of the hash map. Both are caches
-//! of what the map says, so results are those of the plain per-hash walk.
+//! of what the map says, so results are those of the plain per-hash walk. (3) Re-adding a
+//! chain prefix whose nodes still lie next to each other in the pod's LRU, in the order the
+//! last add left them (position 0 towards the tail), moves them to the front in one splice:
+//! the order a per-hash move-to-front would give. Such a run is remembered per (pod, chain)
+//! as a *segment* length and forgotten when one of its nodes moves or is evicted on its own.
 
 use crate::router::fasthash::{FastMap, fast_map};
 use smallvec::SmallVec;
@@ -94,6 +98,11 @@ pub struct ApproxPrefixIndex {
     /// Per pod, per chain: node of each chain position (NIL: not cached here; then the map
     /// is asked).
     chain_nodes: Vec<Vec<Vec<u32>>>,
+    /// Per pod, per chain: positions `0..seg` are contiguous in the pod's LRU, position
+    /// `seg − 1` nearest the head (see module docs; 0: no segment known).
+    segs: Vec<Vec<u32>>,
+    /// Bumped whenever a chain node is evicted.
+    chain_evictions: u64,
 }
 
 impl ApproxPrefixIndex {
@@ -128,6 +137,69 @@ impl ApproxPrefixIndex {
         v[i] = n;
         self.nodes[n as usize].chain = chain;
         self.nodes[n as usize].pos = pos;
+    }
+
+    /// Segment length of (pod, chain).
+    #[inline]
+    fn seg(&self, pod: u32, chain: u32) -> u32 {
+        self.segs.get(pod as usize).and_then(|v| v.get(chain as usize)).copied().unwrap_or(0)
+    }
+
+    fn set_seg(&mut self, pod: u32, chain: u32, len: u32) {
+        let (p, c) = (pod as usize, chain as usize);
+        if self.segs.len() <= p {
+            self.segs.resize(p + 1, Vec::new());
+        }
+        if self.segs[p].len() <= c {
+            if len == 0 {
+                return;
+            }
+            self.segs[p].resize(c + 1, 0);
+        }
+        self.segs[p][c] = len;
+    }
+
+    /// Node `n` is about to move on its own: a segment it belongs to is no longer contiguous.
+    #[inline]
+    fn break_seg_of(&mut self, n: u32) {
+        let Node { pod, chain, pos, .. } = self.nodes[n as usize];
+        if chain != NIL && pos < self.seg(pod, chain) {
+            self.set_seg(pod, chain, 0);
+        }
+    }
+
+    /// Moves chain positions `0..len` of `pod`, contiguous (segment), to the front.
+    fn splice_to_front(&mut self, pod: u32, chain: u32, len: u32) {
+        let first = self.chain_node(pod, chain, len - 1); // nearest the head
+        let last = self.chain_node(pod, chain, 0);
+        let before = self.nodes[first as usize].prev;
+        if before == NIL {
+            return; // already the most recent entries
+        }
+        let after = self.nodes[last as usize].next;
+        self.nodes[before as usize].next = after;
+        if after != NIL {
+            self.nodes[after as usize].prev = before;
+        } else {
+            self.pods[pod as usize].tail = before;
+        }
+        let head = self.pods[pod as usize].head;
+        self.nodes[last as usize].next = head;
+        self.nodes[head as usize].prev = last;
+        self.nodes[first as usize].prev = NIL;
+        self.pods[pod as usize].head = first;
+    }
+
+    /// The pod's entries, most recent first (tests).
+    #[cfg(test)]
+    fn lru_order(&self, pod: u32) -> Vec<u64> {
+        let mut out = vec![];
+        let mut n = self.pods.get(pod as usize).map_or(NIL, |p| p.head);
+        while n != NIL {
+            out.push(self.nodes[n as usize].hash);
+            n = self.nodes[n as usize].next;
+        }
+        out
     }
 
     fn pod_mut(&mut self, pod: u32) -> &mut PodLru {
@@ -181,10 +253,14 @@ impl ApproxPrefixIndex {
         if t == NIL {
             return;
         }
+        self.break_seg_of(t);
         self.unlink(t);
         self.pods[pod as usize].len -= 1;
         self.membership_epoch += 1;
         let Node { hash: h, chain, pos, .. } = self.nodes[t as usize];
+        if chain != NIL {
+            self.chain_evictions += 1;
+        }
         if chain != NIL && self.chain_node(pod, chain, pos) == t {
             self.chain_nodes[pod as usize][chain as usize][pos as usize] = NIL;
         }
@@ -213,7 +289,20 @@ impl ApproxPrefixIndex {
             self.evict_oldest(pod);
         }
         let (chain, clen) = prefix.map_or((NIL, 0), |p| (p.chain, p.len.min(hashes.len() as u32)));
-        for (i, &h) in hashes.iter().enumerate() {
+        let mut start = 0;
+        if clen > 0
+            && self.seg(pod, chain) >= clen
+            && self.nodes[self.chain_node(pod, chain, clen - 1) as usize].hash == hashes[clen as usize - 1]
+        {
+            // The chain part is a contiguous run: one splice (see module docs). Positions
+            // `clen..` of the old segment no longer follow it.
+            self.splice_to_front(pod, chain, clen);
+            self.set_seg(pod, chain, clen);
+            start = clen as usize;
+        }
+        let evictions_before = self.chain_evictions;
+        let mut seg_ok = start == 0;
+        for (i, &h) in hashes.iter().enumerate().skip(start) {
             let i = i as u32;
             let in_chain = i < clen;
             let mut existing = if in_chain { self.chain_node(pod, chain, i) } else { NIL };
@@ -232,8 +321,16 @@ impl ApproxPrefixIndex {
             }
             if existing != NIL {
                 let n = existing;
+                self.break_seg_of(n);
                 self.unlink(n);
                 self.push_front(n);
+                // A chain position must be cached under its position; after the chain part, a
+                // node of the same chain moving again breaks the run.
+                seg_ok &= if in_chain {
+                    self.chain_node(pod, chain, i) == n
+                } else {
+                    chain == NIL || self.nodes[n as usize].chain != chain
+                };
                 continue;
             }
             if self.pods[pod as usize].len >= capacity {
@@ -257,6 +354,11 @@ impl ApproxPrefixIndex {
             if in_chain {
                 self.set_chain_node(pod, chain, i, n);
             }
+        }
+        // Positions `0..clen` were moved to the front one after the other, each cached under
+        // its position, and none was evicted meanwhile: they form a segment now.
+        if seg_ok && clen > 0 && self.chain_evictions == evictions_before {
+            self.set_seg(pod, chain, clen);
         }
     }
 
@@ -415,6 +517,10 @@ mod tests {
                 for _ in 0..rng.random_range(0..4) {
                     hashes.push(rng.random_range(0..50u64) + 7_000_000);
                 }
+                // Sometimes the tail repeats a block of the chain (it moves again).
+                if rng.random_range(0..6) == 0 {
+                    hashes.push(chains[c][rng.random_range(0..40usize)]);
+                }
                 // Sometimes the chain part is presented as plain hashes.
                 let prefix = (rng.random_range(0..4) > 0).then_some(ChainPrefix { chain: c as u32, len });
                 let pod = rng.random_range(0..4u32);
@@ -426,6 +532,7 @@ mod tests {
                 fast.add_with_prefix(pod, &hashes, prefix, cap);
                 for p in pods {
                     assert_eq!(plain.pod_len(p), fast.pod_len(p), "seed {seed} step {step}: pod {p} length");
+                    assert_eq!(plain.lru_order(p), fast.lru_order(p), "seed {seed} step {step}: pod {p} order");
                 }
                 for ch in &chains {
                     for &h in ch {
