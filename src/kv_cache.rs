@@ -215,6 +215,10 @@ const QUEUE_PREFETCH_AHEAD: usize = 24;
 /// How far ahead lookups and registrations prefetch index slots.
 const PREFETCH_AHEAD: u32 = 8;
 
+/// How far ahead they prefetch the block record named by an (already prefetched) slot: the
+/// entry's validity check reads the block's epoch, another miss.
+const VAL_PREFETCH_AHEAD: u32 = 4;
+
 /// The hash → block index of private blocks: open addressing with linear probing over
 /// 16-byte slots (hash, block, block epoch).
 ///
@@ -260,6 +264,15 @@ impl HashIndex {
     #[inline]
     fn prefetch(&self, h: u64) {
         prefetch(&self.slots[self.home(h)]);
+    }
+    /// Second stage of [`HashIndex::prefetch`]: when `h`'s home slot names a block, starts
+    /// loading that block's record.
+    #[inline]
+    fn prefetch_val<T>(&self, h: u64, records: &[T]) {
+        let s = &self.slots[self.home(h)];
+        if s.key == h && s.val != NIL {
+            prefetch(&records[s.val as usize]);
+        }
     }
     /// Slot holding `h`, or the empty slot where it would go.
     #[inline]
@@ -594,6 +607,9 @@ impl KvCache {
             if let Some(ahead) = hashes.get(pos + PREFETCH_AHEAD).filter(|_| pos + PREFETCH_AHEAD < cap) {
                 self.map.prefetch(ahead);
             }
+            if let Some(ahead) = hashes.get(pos + VAL_PREFETCH_AHEAD).filter(|_| pos + VAL_PREFETCH_AHEAD < cap) {
+                self.map.prefetch_val(ahead, &self.meta);
+            }
             match self.map_get(h) {
                 Some(b) => out.blocks.push(b),
                 None => break,
@@ -691,11 +707,13 @@ impl KvCache {
         });
         for pos in seq.registered..full {
             let h = hashes.get(pos).expect("registering a position without a hash");
-            if seq.index_private
-                && pos >= seq.chain_blocks
-                && let Some(ahead) = hashes.get(pos + PREFETCH_AHEAD).filter(|_| pos + PREFETCH_AHEAD < full)
-            {
-                self.map.prefetch(ahead);
+            if seq.index_private && pos >= seq.chain_blocks {
+                if let Some(ahead) = hashes.get(pos + PREFETCH_AHEAD).filter(|_| pos + PREFETCH_AHEAD < full) {
+                    self.map.prefetch(ahead);
+                }
+                if let Some(ahead) = hashes.get(pos + VAL_PREFETCH_AHEAD).filter(|_| pos + VAL_PREFETCH_AHEAD < full) {
+                    self.map.prefetch_val(ahead, &self.meta);
+                }
             }
             // Chain-held positions are registered already, so `pos` is a private block.
             let b = seq.blocks[(pos - hold0) as usize];
