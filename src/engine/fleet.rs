@@ -697,7 +697,7 @@ impl<'a> Simulation<'a> {
             if !r.life.routable() {
                 continue;
             }
-            let x = sample(i as u32, r, &self.slab, now);
+            let x = sample(i as u32, r, now);
             let m = PodMetrics { waiting: x.waiting as f64, running: x.running as f64, kv_usage: x.kv_usage };
             s.waiting += m.waiting;
             s.running += m.running;
@@ -767,7 +767,7 @@ impl<'a> Simulation<'a> {
                 Phase::Draining => draining += 1,
                 _ => starting += 1,
             }
-            samples.push(sample(i as u32, r, &self.slab, now));
+            samples.push(sample(i as u32, r, now));
             phases.push(r.life.phase.as_str());
         }
         if samples.is_empty() {
@@ -841,7 +841,7 @@ impl Replica {
             pending_scrape: None,
             life: Life::ready_at_zero(),
         };
-        r.scraped = sample(i, &r, &[], SimTime::ZERO);
+        r.scraped = sample(i, &r, SimTime::ZERO);
         r
     }
 }

@@ -143,6 +143,8 @@ struct Plan {
     first_step_consecutive: u32,
     /// True when every item is a decode (runs are only planned then).
     decode_only: bool,
+    /// Of a run: each item's computed tokens at the run's start (what its block needs follow).
+    computed: Vec<u32>,
     /// Steps of the run not planned yet (0: fully planned).
     more: u32,
     /// Shape of the last planned step (the next one reads one more token per sequence).
@@ -361,7 +363,7 @@ impl<'a> Simulation<'a> {
             if !r.life.routable() {
                 continue;
             }
-            let scraped = if fresh { sample(i as u32, r, &self.slab, self.now) } else { r.scraped };
+            let scraped = if fresh { sample(i as u32, r, self.now) } else { r.scraped };
             self.cands.push(Candidate {
                 id: ReplicaId(i as u32),
                 scraped,
@@ -458,7 +460,7 @@ impl<'a> Simulation<'a> {
                     return;
                 }
                 self.plan_past(replica as usize, self.now);
-                let s = sample(replica, &self.replicas[replica as usize], &self.slab, self.now);
+                let s = sample(replica, &self.replicas[replica as usize], self.now);
                 if sc.latency > SimDuration::ZERO {
                     self.replicas[replica as usize].pending_scrape = Some(s);
                     self.queue.push(self.now + sc.latency, Event::ScrapeVisible { replica });
@@ -624,23 +626,20 @@ impl<'a> Simulation<'a> {
 
         // Runs of identical decode steps (see module docs).
         if plan.decode_only && p.max_run_steps > 1 && self.kv_lag.is_none() && end < p.hard_end {
-            let k_fin = plan
-                .items
-                .iter()
-                .map(|&(s, _)| {
-                    let a = slab[s as usize].as_ref().expect("item");
-                    a.spec.output.0 - a.out_done
-                })
-                .min()
-                .unwrap_or(1)
-                .min(p.max_run_steps);
+            plan.computed.clear();
+            let mut k_fin = p.max_run_steps;
+            for &(s, _) in &plan.items {
+                let a = slab[s as usize].as_ref().expect("item");
+                k_fin = k_fin.min(a.spec.output.0 - a.out_done);
+                plan.computed.push(a.num_computed);
+            }
             let free = rep.kv.num_free();
             let mut k_max = k_fin;
-            if run_extra_blocks(slab, &plan.items, bs, k_max) > free {
+            if run_extra_blocks(&plan.computed, bs, k_max) > free {
                 let (mut lo, mut hi) = (1u32, k_max);
                 while lo + 1 < hi {
                     let mid = lo + (hi - lo) / 2;
-                    if run_extra_blocks(slab, &plan.items, bs, mid) <= free { lo = mid } else { hi = mid }
+                    if run_extra_blocks(&plan.computed, bs, mid) <= free { lo = mid } else { hi = mid }
                 }
                 k_max = lo;
             }
@@ -795,22 +794,17 @@ fn add_to_shape(shape: &mut BatchShape, a: &Active, n: u32, decode_only: &mut bo
     }
 }
 
-/// Extra blocks a run of `k` decode steps takes beyond its first step (monotone in `k`).
-fn run_extra_blocks(slab: &[Option<Active>], items: &[(u32, u32)], bs: u32, k: u32) -> u32 {
-    items
-        .iter()
-        .map(|&(s, _)| {
-            let a = slab[s as usize].as_ref().expect("run item");
-            (a.num_computed + k).div_ceil(bs) - (a.num_computed + 1).div_ceil(bs)
-        })
-        .sum()
+/// Extra blocks a run of `k` decode steps takes beyond its first step (monotone in `k`), from
+/// the run's sequences' computed tokens at its start.
+fn run_extra_blocks(computed: &[u32], bs: u32, k: u32) -> u32 {
+    computed.iter().map(|&c| (c + k).div_ceil(bs) - (c + 1).div_ceil(bs)).sum()
 }
 
 /// Replica metrics at `now`, as a scrape would read them: the state after the last completed
 /// step. Inside a run of decode steps the completed part is accounted on the fly; cached-block
 /// counts are those at the run's start. The run must be planned past `now`
 /// ([`Simulation::plan_past`]).
-fn sample(i: u32, r: &Replica, slab: &[Option<Active>], now: SimTime) -> ReplicaSample {
+fn sample(i: u32, r: &Replica, now: SimTime) -> ReplicaSample {
     let mut s = ReplicaSample {
         replica: ReplicaId(i),
         running: r.running.len() as u32,
@@ -833,7 +827,7 @@ fn sample(i: u32, r: &Replica, slab: &[Option<Active>], now: SimTime) -> Replica
         s.generation_tokens += done as u64 * b;
         s.steps += done as u64;
         let in_flight = (done + 1).min(k);
-        let extra = run_extra_blocks(slab, &r.plan.items, r.kv.block_size(), in_flight);
+        let extra = run_extra_blocks(&r.plan.computed, r.kv.block_size(), in_flight);
         let free = r.kv.num_free().saturating_sub(extra);
         s.kv_usage = 1.0 - free as f64 / (r.kv.num_blocks() - 1) as f64;
     }

@@ -40,6 +40,9 @@ pub struct EventQueue {
     heap: BinaryHeap<Reverse<(Key, Event)>>,
     lanes: [VecDeque<(Key, Event)>; LANES],
     seq: u64,
+    /// Where the smallest key was at the last peek, until the next push or pop (the loop
+    /// peeks before it pops).
+    peeked: std::cell::Cell<Option<usize>>,
 }
 
 impl Event {
@@ -67,6 +70,7 @@ impl EventQueue {
     pub fn push(&mut self, at: SimTime, ev: Event) {
         let key = (at, ev.class(), self.seq);
         self.seq += 1;
+        self.peeked.set(None);
         if let Some(l) = ev.lane() {
             let lane = &mut self.lanes[l];
             if lane.back().is_none_or(|(k, _)| k.0 <= at) {
@@ -88,6 +92,7 @@ impl EventQueue {
     /// as it is planned further); keys stay unique because the times differ.
     pub fn push_reserved(&mut self, at: SimTime, seq: u64, ev: Event) {
         debug_assert!(seq < self.seq, "sequence number {seq} was not reserved");
+        self.peeked.set(None);
         self.heap.push(Reverse(((at, ev.class(), seq), ev)));
     }
     /// Where the smallest key is: a lane index, or `LANES` for the heap.
@@ -104,10 +109,15 @@ impl EventQueue {
         best
     }
     pub fn peek_time(&self) -> Option<SimTime> {
-        self.min_source().map(|(_, k)| k.0)
+        let m = self.min_source();
+        self.peeked.set(m.map(|(src, _)| src));
+        m.map(|(_, k)| k.0)
     }
     pub fn pop(&mut self) -> Option<(SimTime, Event)> {
-        let (src, _) = self.min_source()?;
+        let src = match self.peeked.take() {
+            Some(src) => src,
+            None => self.min_source()?.0,
+        };
         let (k, e) = if src == LANES {
             self.heap.pop().expect("peeked").0
         } else {
