@@ -366,28 +366,45 @@ fn same_seed_is_identical_and_hard_end_keeps_in_flight() {
     assert_eq!(a.len(), reqs.iter().filter(|r| r.arrival <= SimTime(500 * MS)).count());
 }
 
+/// The EPP's default profile (scrapes, decision latency): what runs must not disturb.
+fn epp_default() -> RouterConfig {
+    serde_saphyr::from_str("{kind: epp, profile: default}").unwrap()
+}
+
+/// Step times that grow with the context, so every step of a run has its own duration.
+fn context_model() -> LinearConfig {
+    LinearConfig { base_us: 7_000.0, per_prefill_token_us: 20.0, per_decode_seq_us: 150.0, per_context_token_ns: 900.0 }
+}
+
+type Outcomes = (Vec<RequestRecord>, RunTotals, Collect);
+
+/// `p` run with single steps (first) and with runs of decode steps (second).
+fn single_and_runs(
+    p: &EngineParams,
+    reqs: &[RequestSpec],
+    arena: &ChainArena,
+    router: &RouterConfig,
+    model: &LinearConfig,
+) -> (Outcomes, Outcomes) {
+    let run = |steps: u32| {
+        let p = EngineParams { max_run_steps: steps, ..p.clone() };
+        run_with_router(p, reqs.to_vec(), arena.clone(), router, model.clone())
+    };
+    (run(1), run(4096))
+}
+
 #[test]
 fn runs_match_single_stepping_with_epp_scrapes_latency_and_ticks() {
     // Context-dependent step times, a scraping router with decision latency, and ticks: every
     // observation and routing decision must be the same whether decode steps run singly or
     // in runs.
-    let epp: RouterConfig = serde_saphyr::from_str("{kind: epp, profile: default}").unwrap();
-    let model = LinearConfig {
-        base_us: 7_000.0,
-        per_prefill_token_us: 20.0,
-        per_decode_seq_us: 150.0,
-        per_context_token_ns: 900.0,
-    };
+    let (epp, model) = (epp_default(), context_model());
     for seed in 1..4 {
         let (reqs, arena) = random_workload(seed, 400);
-        let mut p1 = params(3, 50, 4, 64, 8);
-        p1.tick = SimDuration::from_millis(100);
-        p1.max_run_steps = 1;
-        let mut p2 = p1.clone();
-        p2.max_run_steps = 4096;
+        let mut p = params(3, 50, 4, 64, 8);
+        p.tick = SimDuration::from_millis(100);
         for router in [&epp, &RouterConfig::RoundRobin] {
-            let (a, ta, oa) = run_with_router(p1.clone(), reqs.clone(), arena.clone(), router, model.clone());
-            let (b, tb, ob) = run_with_router(p2.clone(), reqs.clone(), arena.clone(), router, model.clone());
+            let ((a, ta, oa), (b, tb, ob)) = single_and_runs(&p, &reqs, &arena, router, &model);
             assert_eq!(a, b, "seed {seed}: records differ between single steps and runs");
             assert_eq!(
                 ta.replicas.iter().map(|r| r.steps).collect::<Vec<_>>(),
@@ -431,13 +448,7 @@ fn skipping_the_index_for_unshared_private_blocks_changes_nothing() {
 /// stepping.
 #[test]
 fn long_lazily_planned_runs_match_single_stepping() {
-    let epp: RouterConfig = serde_saphyr::from_str("{kind: epp, profile: default}").unwrap();
-    let model = LinearConfig {
-        base_us: 7_000.0,
-        per_prefill_token_us: 20.0,
-        per_decode_seq_us: 150.0,
-        per_context_token_ns: 900.0,
-    };
+    let (epp, model) = (epp_default(), context_model());
     for seed in 1..4 {
         let (mut reqs, arena) = random_workload(seed, 120);
         let mut rng = RngStreams::new(seed).stream("long-runs", 0);
@@ -454,15 +465,11 @@ fn long_lazily_planned_runs_match_single_stepping() {
             r.arrival = SimTime(r.arrival.0 + 4_000 * MS);
         }
         for hard_end in [SimTime(u64::MAX / 2), SimTime(20_000 * MS + 123_457)] {
-            let mut p1 = params(2, 400, 4, 64, 8);
-            p1.tick = SimDuration::from_millis(100);
-            p1.hard_end = hard_end;
-            p1.max_run_steps = 1;
-            let mut p2 = p1.clone();
-            p2.max_run_steps = 4096;
+            let mut p = params(2, 400, 4, 64, 8);
+            p.tick = SimDuration::from_millis(100);
+            p.hard_end = hard_end;
             for router in [&epp, &RouterConfig::RoundRobin] {
-                let (a, ta, oa) = run_with_router(p1.clone(), reqs.clone(), arena.clone(), router, model.clone());
-                let (b, tb, ob) = run_with_router(p2.clone(), reqs.clone(), arena.clone(), router, model.clone());
+                let ((a, ta, oa), (b, tb, ob)) = single_and_runs(&p, &reqs, &arena, router, &model);
                 assert_eq!(a, b, "seed {seed}, {}: records differ between single steps and runs", router.label());
                 assert_eq!(ta, tb, "seed {seed}, {}: totals differ", router.label());
                 assert_eq!(oa.ticks, ob.ticks);
