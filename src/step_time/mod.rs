@@ -64,11 +64,17 @@ pub trait StepTimeModel: Send + Sync {
     /// to calling [`StepTimeModel::step_time`] on each shape; a model overrides it only to
     /// compute a run faster (most simulated steps are in runs).
     fn decode_run(&self, last: &BatchShape, out: &mut [SimDuration]) {
-        let mut sh = *last;
-        for d in out.iter_mut() {
-            sh.decode_context += sh.decode_seqs as u64;
-            *d = self.step_time(&sh);
-        }
+        decode_run_by_steps(self, last, out)
+    }
+}
+
+/// [`StepTimeModel::decode_run`] one [`StepTimeModel::step_time`] call per step (the default,
+/// and what an override falls back to for shapes it does not specialise).
+pub fn decode_run_by_steps<M: StepTimeModel + ?Sized>(model: &M, last: &BatchShape, out: &mut [SimDuration]) {
+    let mut sh = *last;
+    for d in out.iter_mut() {
+        sh.decode_context += sh.decode_seqs as u64;
+        *d = model.step_time(&sh);
     }
 }
 

@@ -237,12 +237,7 @@ impl StepTimeModel for Roofline {
     /// steps of a run are independent computations that the CPU overlaps.
     fn decode_run(&self, last: &BatchShape, out: &mut [SimDuration]) {
         if last.prefill_tokens != 0 {
-            let mut sh = *last;
-            for d in out.iter_mut() {
-                sh.decode_context += sh.decode_seqs as u64;
-                *d = self.step_time(&sh);
-            }
-            return;
+            return super::decode_run_by_steps(self, last, out);
         }
         let c = self.batch_consts(last);
         let seqs = last.decode_seqs as u64;
