@@ -201,6 +201,15 @@ impl Content {
     pub fn shared_full_blocks(&self, block_size: u32) -> u32 {
         self.shared.map_or(0, |s| s.tokens / block_size)
     }
+    /// How many hashes [`Content::own_block_hashes`] gives with `extra_tokens` tokens of extra
+    /// pieces, without hashing: the engine needs the count of a request it hashes only if it is
+    /// preempted.
+    pub fn own_full_blocks(&self, extra_tokens: u32, block_size: u32) -> u32 {
+        let total = self.shared.map_or(0, |s| s.tokens) as u64
+            + self.pieces.iter().map(|p| p.len as u64).sum::<u64>()
+            + extra_tokens as u64;
+        (total / block_size as u64) as u32 - self.shared_full_blocks(block_size)
+    }
     fn hashes_impl(
         &self,
         arena: &ChainArena,
@@ -296,6 +305,37 @@ mod tests {
         assert_eq!(out, flat);
         assert_eq!(out.len(), 75 / 16);
         assert_eq!(content.tokens(&arena), 75);
+    }
+
+    #[test]
+    fn own_full_blocks_counts_own_block_hashes() {
+        let mut arena = ChainArena::new();
+        let c = arena.register(vec![Piece { key: 1, start: 0, len: 50 }]);
+        let mut out = vec![];
+        for bs in [1, 4, 16, 32] {
+            let ch = ChainHashes::build(&arena, bs);
+            for shared in [None, Some(0), Some(32), Some(45), Some(50)] {
+                for (own, extra) in [(0, 0), (30, 0), (30, 9), (3, 13), (0, 77)] {
+                    let content = Content {
+                        shared: shared.map(|tokens| SharedRef { chain: c, tokens }),
+                        pieces: smallvec::smallvec![Piece { key: 3, start: 0, len: own }],
+                    };
+                    let ex = [Piece { key: 5, start: 0, len: extra }];
+                    content.own_block_hashes(&arena, &ch, &ex, &mut out);
+                    assert_eq!(
+                        content.own_full_blocks(extra, bs),
+                        out.len() as u32,
+                        "bs {bs} {shared:?} {own} {extra}"
+                    );
+                }
+            }
+        }
+        // Hand-computed: 45 shared tokens (2 full blocks of 16) + 30 + 9 = 84 tokens = 5 blocks.
+        let content = Content {
+            shared: Some(SharedRef { chain: c, tokens: 45 }),
+            pieces: smallvec::smallvec![Piece { key: 3, start: 0, len: 30 }],
+        };
+        assert_eq!(content.own_full_blocks(9, 16), 3);
     }
 
     #[test]

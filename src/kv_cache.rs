@@ -23,6 +23,17 @@
 //! touches always cover a prefix `[0, n)`, so one staircase of (n, seq) per chain answers that.
 //! Touching and releasing a shared prefix is then O(1) whatever its length.
 //!
+//! Anonymous blocks: a block that no index holds, no KV event reports and no lookup can reach
+//! (a private block of a sequence with `index_private == false`) has no observable identity,
+//! only a place in the LRU order and whether it holds a cached hash (which the cached-block
+//! count shows). A sequence holds such blocks as a count after its identified ones, and
+//! frees them as one queue entry; allocation takes them off that entry by count. Their ids
+//! wait in a spare list: a block that must be identified (indexed, chain-held) popped from an
+//! anonymous entry takes a spare id, and an identified block popped for an anonymous one
+//! gives its id back. A preempted sequence, which will look its own blocks up, identifies its
+//! anonymous blocks before freeing them. For a workload of unique prompts this makes the pool's
+//! work per request independent of its length, instead of a cache miss per block.
+//!
 //! Known simplifications, both about duplicates (two requests computing the same block because
 //! the second looked up before the first registered it):
 //! - in a shared chain, the later request *adopts* the cached copy and releases its duplicate
@@ -120,6 +131,8 @@ pub struct SeqKv {
     /// Index private blocks in the hash→block map (false when the workload promises no later
     /// request contains them: they are cached, but nobody can hit them).
     pub index_private: bool,
+    /// Anonymous blocks after `blocks` (see [`KvCache`]'s docs on anonymous blocks).
+    anon: u32,
 }
 
 impl SeqKv {
@@ -134,12 +147,12 @@ impl SeqKv {
     /// The block list's allocation, for reuse by a later sequence (the list must be empty:
     /// call after [`KvCache::free`]).
     pub fn take_buffer(&mut self) -> Vec<BlockId> {
-        debug_assert!(self.blocks.is_empty(), "buffer taken from a sequence that holds blocks");
+        debug_assert!(self.blocks.is_empty() && self.anon == 0, "buffer taken from a sequence that holds blocks");
         std::mem::take(&mut self.blocks)
     }
     /// Blocks currently held.
     pub fn num_blocks(&self) -> u32 {
-        self.chain_hold + self.blocks.len() as u32
+        self.chain_hold + self.blocks.len() as u32 + self.anon
     }
 }
 
@@ -163,30 +176,59 @@ impl Hit {
 }
 
 /// Hashes of a sequence's full blocks: chain part shared, own part per request.
+///
+/// The own part may be left uncomputed (`own` empty, `own_len` > 0) for a sequence that is
+/// not indexed and whose first own block no earlier request holds: nobody reads those hashes
+/// (a lookup past the chain misses at its first own block), until a preemption indexes them
+/// ([`KvCache::free_preempted`] needs them computed).
 pub struct SeqHashes<'a> {
     pub chain: &'a [u64],
     pub own: &'a [u64],
+    /// How many own hashes the sequence has (computed or not).
+    pub own_len: u32,
 }
 
-impl SeqHashes<'_> {
+impl<'a> SeqHashes<'a> {
+    /// Fully computed hashes.
+    pub fn new(chain: &'a [u64], own: &'a [u64]) -> Self {
+        SeqHashes { chain, own, own_len: own.len() as u32 }
+    }
+    /// The hash at `pos`, or `None` past the end or where not computed.
     #[inline]
     pub fn get(&self, pos: u32) -> Option<u64> {
         let p = pos as usize;
         if p < self.chain.len() { Some(self.chain[p]) } else { self.own.get(p - self.chain.len()).copied() }
     }
     pub fn len(&self) -> u32 {
-        (self.chain.len() + self.own.len()) as u32
+        self.chain.len() as u32 + self.own_len
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Whether every hash is computed.
+    pub fn computed(&self) -> bool {
+        self.own.len() as u32 == self.own_len
     }
 }
 
 /// A free-queue entry (see module docs).
 #[derive(Clone, Copy, Debug)]
 enum FreeEntry {
-    Block { b: BlockId, seq: u64 },
-    Chain { c: u32, lo: u32, hi: u32, seq: u64 },
+    Block {
+        b: BlockId,
+        seq: u64,
+    },
+    Chain {
+        c: u32,
+        lo: u32,
+        hi: u32,
+        seq: u64,
+    },
+    /// Anonymous blocks freed together: `unhashed` ones first, then `hashed` ones (cached).
+    Anon {
+        unhashed: u32,
+        hashed: u32,
+    },
 }
 
 /// KV events, recorded only when enabled (for the precise prefix-cache router).
@@ -418,6 +460,12 @@ pub struct KvCache {
     map: HashIndex,
     chains: Vec<ChainState>,
     events: Option<Vec<KvChange>>,
+    /// Ids bound to no block: one per anonymous block, held or free.
+    spare_ids: Vec<BlockId>,
+    /// Anonymous blocks held by sequences, and those of them that hold a cached hash (for
+    /// [`KvCache::check_invariants`]).
+    held_anon: u32,
+    held_anon_cached: u32,
 }
 
 impl KvCache {
@@ -440,6 +488,9 @@ impl KvCache {
                 .map(|&l| ChainState { resident: vec![NIL; l as usize], ..Default::default() })
                 .collect(),
             events: None,
+            spare_ids: Vec::new(),
+            held_anon: 0,
+            held_anon_cached: 0,
         };
         // Initial free queue in block-id order, null block excluded.
         for b in 1..num_blocks {
@@ -506,6 +557,7 @@ impl KvCache {
                 *lo = (*lo).max(chains[*c as usize].stale_below(*seq));
                 lo < hi
             }
+            FreeEntry::Anon { .. } => true,
         });
     }
 
@@ -527,6 +579,20 @@ impl KvCache {
                     self.evict_hash(b);
                     return b;
                 }
+                FreeEntry::Anon { unhashed, hashed } => {
+                    // An anonymous block becomes an identified one: it takes a spare id.
+                    let (u, h) = if unhashed > 0 { (unhashed - 1, hashed) } else { (0, hashed - 1) };
+                    if unhashed == 0 {
+                        self.evict_anon_cached(1);
+                    }
+                    if u + h == 0 {
+                        self.queue.pop_front();
+                    } else {
+                        *self.queue.front_mut().expect("front") = FreeEntry::Anon { unhashed: u, hashed: h };
+                    }
+                    self.num_free -= 1;
+                    return self.spare_ids.pop().expect("a spare id per anonymous block");
+                }
                 FreeEntry::Chain { c, lo, hi, seq } => {
                     if hi <= lo || hi - 1 < self.chains[c as usize].stale_below(seq) {
                         self.queue.pop_front();
@@ -542,6 +608,36 @@ impl KvCache {
                     self.evict_hash(b);
                     return b;
                 }
+            }
+        }
+    }
+
+    /// Evicts the cached hashes of `n` anonymous blocks (which no index or event knows).
+    #[inline]
+    fn evict_anon_cached(&mut self, n: u32) {
+        debug_assert!(self.events.is_none(), "anonymous blocks with KV events");
+        self.num_cached -= n;
+    }
+
+    /// Pops `n` blocks off the LRU head for a sequence's anonymous blocks.
+    fn take_anon(&mut self, mut n: u32) {
+        while n > 0 {
+            if let Some(FreeEntry::Anon { unhashed, hashed }) = self.queue.front_mut() {
+                let u = n.min(*unhashed);
+                let h = (n - u).min(*hashed);
+                *unhashed -= u;
+                *hashed -= h;
+                let empty = *unhashed + *hashed == 0;
+                if empty {
+                    self.queue.pop_front();
+                }
+                self.evict_anon_cached(h);
+                self.num_free -= u + h;
+                n -= u + h;
+            } else {
+                let b = self.pop_free();
+                self.spare_ids.push(b);
+                n -= 1;
             }
         }
     }
@@ -603,7 +699,11 @@ impl KvCache {
             }
         }
         while pos < cap {
-            let h = hashes.get(pos).expect("hash within cap");
+            let Some(h) = hashes.get(pos) else {
+                // Uncomputed own hashes: the first own block is a miss (see `SeqHashes`).
+                debug_assert!(!hashes.computed() && !seq.index_private);
+                break;
+            };
             if let Some(ahead) = hashes.get(pos + PREFETCH_AHEAD).filter(|_| pos + PREFETCH_AHEAD < cap) {
                 self.map.prefetch(ahead);
             }
@@ -675,10 +775,22 @@ impl KvCache {
         if need > self.num_free {
             return false;
         }
-        for _ in 0..need {
+        // Positions past the shared chain of a sequence nobody can look up are anonymous.
+        let identified = if seq.index_private || self.events.is_some() {
+            need
+        } else {
+            need.min(seq.chain_blocks.saturating_sub(seq.num_blocks()))
+        };
+        debug_assert!(seq.anon == 0 || identified == 0, "identified blocks after anonymous ones");
+        for _ in 0..identified {
             let b = self.pop_free();
             self.meta[b as usize].ref_cnt = 1;
             seq.blocks.push(b);
+        }
+        if need > identified {
+            self.take_anon(need - identified);
+            seq.anon += need - identified;
+            self.held_anon += need - identified;
         }
         if self.prefix_caching {
             let full = (computed_after / self.block_size).min(hashes.len()).min(seq.num_blocks());
@@ -705,8 +817,17 @@ impl KvCache {
             st.add_hold(hold0);
             m
         });
-        for pos in seq.registered..full {
-            let h = hashes.get(pos).expect("registering a position without a hash");
+        // Positions from `anon_start` on are anonymous blocks: registering them is counting.
+        let anon_start = hold0 + seq.blocks.len() as u32;
+        if full > anon_start {
+            let n = full - seq.registered.max(anon_start);
+            self.num_cached += n;
+            self.held_anon_cached += n;
+        }
+        for pos in seq.registered..full.min(anon_start) {
+            // `None`: an own hash left uncomputed, which only an index or a KV event would read.
+            let h = hashes.get(pos);
+            debug_assert!(h.is_some() || (!seq.index_private && self.events.is_none()), "hash {pos} not computed");
             if seq.index_private && pos >= seq.chain_blocks {
                 if let Some(ahead) = hashes.get(pos + PREFETCH_AHEAD).filter(|_| pos + PREFETCH_AHEAD < full) {
                     self.map.prefetch(ahead);
@@ -746,14 +867,16 @@ impl KvCache {
             } else if pos < seq.chain_blocks {
                 seq.chain_frozen = true;
             }
-            self.meta[bi].hash = h;
+            self.meta[bi].hash = h.unwrap_or(0);
             self.meta[bi].set_has_hash(true);
             self.num_cached += 1;
-            if self.meta[bi].tag_chain == NIL && seq.index_private {
-                self.index_block(h, b);
-            }
-            if let Some(ev) = self.events.as_mut() {
-                ev.push(KvChange::Stored(h));
+            if let Some(h) = h {
+                if self.meta[bi].tag_chain == NIL && seq.index_private {
+                    self.index_block(h, b);
+                }
+                if let Some(ev) = self.events.as_mut() {
+                    ev.push(KvChange::Stored(h));
+                }
             }
         }
         seq.registered = full;
@@ -771,13 +894,32 @@ impl KvCache {
 
     /// Preemption: the sequence will look its own blocks up when it resumes, so blocks that
     /// were not indexed (`index_private == false`) are indexed now, before they are freed.
-    pub fn free_preempted(&mut self, seq: &mut SeqKv) {
+    /// `hashes` must be computed (see [`SeqHashes`]).
+    pub fn free_preempted(&mut self, seq: &mut SeqKv, hashes: &SeqHashes<'_>) {
+        assert!(hashes.computed(), "a preempted sequence's hashes must be computed");
+        // Its anonymous blocks take spare ids (their cached hashes stay counted).
+        let anon_start = seq.chain_hold + seq.blocks.len() as u32;
+        for pos in anon_start..anon_start + seq.anon {
+            let b = self.spare_ids.pop().expect("a spare id per anonymous block");
+            let m = &mut self.meta[b as usize];
+            debug_assert!(m.ref_cnt == 0 && !m.has_hash() && m.tag_chain == NIL);
+            m.ref_cnt = 1;
+            if pos < seq.registered {
+                m.set_has_hash(true);
+                self.held_anon_cached -= 1;
+            }
+            seq.blocks.push(b);
+        }
+        self.held_anon -= seq.anon;
+        seq.anon = 0;
         if !seq.index_private {
             for i in 0..seq.blocks.len() {
                 let b = seq.blocks[i];
                 let bi = b as usize;
                 if self.meta[bi].has_hash() && self.meta[bi].tag_chain == NIL {
-                    self.index_block(self.meta[bi].hash, b);
+                    let h = hashes.get(seq.chain_hold + i as u32).expect("a cached block's hash");
+                    self.meta[bi].hash = h;
+                    self.index_block(h, b);
                 }
             }
             seq.index_private = true;
@@ -787,6 +929,17 @@ impl KvCache {
 
     /// Releases all of a sequence's blocks in reverse order (spec §3.5.3).
     pub fn free(&mut self, seq: &mut SeqKv) {
+        if seq.anon > 0 {
+            // The tail first: anonymous blocks past the registered ones, then registered ones.
+            let anon_start = seq.chain_hold + seq.blocks.len() as u32;
+            let hashed = seq.registered.saturating_sub(anon_start).min(seq.anon);
+            self.queue.push_back(FreeEntry::Anon { unhashed: seq.anon - hashed, hashed });
+            self.num_free += seq.anon;
+            self.held_anon -= seq.anon;
+            self.held_anon_cached -= hashed;
+            seq.anon = 0;
+            self.maybe_compact();
+        }
         while let Some(b) = seq.blocks.pop() {
             if let Some(&ahead) = seq.blocks.len().checked_sub(PREFETCH_AHEAD as usize).map(|i| &seq.blocks[i]) {
                 prefetch(&self.meta[ahead as usize]);
@@ -818,8 +971,15 @@ impl KvCache {
     pub fn check_invariants(&self) {
         let mut seen = vec![false; self.num_blocks as usize];
         let mut free = 0u32;
+        let (mut anon_free, mut anon_free_cached) = (0u32, 0u32);
         for e in &self.queue {
             match *e {
+                FreeEntry::Anon { unhashed, hashed } => {
+                    assert!(unhashed + hashed > 0, "empty anonymous entry");
+                    anon_free += unhashed + hashed;
+                    anon_free_cached += hashed;
+                    free += unhashed + hashed;
+                }
                 FreeEntry::Block { b, seq } => {
                     if self.meta[b as usize].free_seq == seq {
                         assert_eq!(self.meta[b as usize].ref_cnt, 0, "free block {b} has references");
@@ -842,8 +1002,15 @@ impl KvCache {
             }
         }
         assert_eq!(free, self.num_free, "free count drifted");
+        assert_eq!(self.spare_ids.len() as u32, anon_free + self.held_anon, "a spare id per anonymous block");
+        for &b in &self.spare_ids {
+            let m = &self.meta[b as usize];
+            assert!(!seen[b as usize], "spare id {b} is also a free block");
+            seen[b as usize] = true;
+            assert!(m.ref_cnt == 0 && !m.has_hash() && m.tag_chain == NIL, "spare id {b} is in use");
+        }
         let cached = self.meta.iter().filter(|m| m.has_hash()).count() as u32;
-        assert_eq!(cached, self.num_cached, "cached count drifted");
+        assert_eq!(cached + anon_free_cached + self.held_anon_cached, self.num_cached, "cached count drifted");
         let mut occupied = 0;
         for sl in &self.map.slots {
             if sl.val == NIL {
@@ -903,7 +1070,7 @@ mod tests {
     }
 
     fn hashes(v: &[u64]) -> SeqHashes<'_> {
-        SeqHashes { chain: &[], own: v }
+        SeqHashes::new(&[], v)
     }
 
     #[test]
@@ -988,7 +1155,7 @@ mod tests {
         let mut kv = KvCache::new(12, 4, true, &[5]); // 11 usable
         let c = ChainId(0);
         let mut a = SeqKv::new(Some(c), 5);
-        let ha = SeqHashes { chain: &chain, own: &[] };
+        let ha = SeqHashes::new(&chain, &[]);
         let mut hit = Hit::default();
         kv.lookup(&a, &ha, 21, &mut hit);
         assert_eq!(hit.num_blocks(), 0);
@@ -996,7 +1163,7 @@ mod tests {
         assert!(kv.allocate(&mut a, &ha, 21, 21));
         assert_eq!(kv.num_free(), 11 - 6);
         let mut b = SeqKv::new(Some(c), 3);
-        let hb = SeqHashes { chain: &chain[..3], own: &[77] };
+        let hb = SeqHashes::new(&chain[..3], &[77]);
         kv.lookup(&b, &hb, 16, &mut hit);
         assert_eq!(hit.chain_blocks, 3);
         assert_eq!(kv.blocks_needed_for_admit(&b, &hit, 16), 1, "hits held by A are not free");
@@ -1137,11 +1304,28 @@ mod reference {
         kv: SeqKv,
         naive_blocks: Vec<u32>,
         naive_registered: u32,
+        /// Own hashes left uncomputed (a unique, unindexed sequence).
+        lazy: bool,
+    }
+
+    /// A test sequence's hash view (a function of the fields, so `kv` stays borrowable).
+    fn hs_of(hashes: &[u64], chain_blocks: u32, lazy: bool) -> SeqHashes<'_> {
+        let cb = chain_blocks as usize;
+        let own = if lazy { &[][..] } else { &hashes[cb..] };
+        SeqHashes { chain: &hashes[..cb], own, own_len: (hashes.len() - cb) as u32 }
+    }
+
+    impl Naive {
+        fn cached(&self) -> u32 {
+            self.hash.iter().filter(|h| h.is_some()).count() as u32
+        }
     }
 
     #[test]
     fn matches_the_naive_pool_under_random_traffic() {
         let only: Option<u64> = std::env::var("KVREF_SEED").ok().map(|v| v.parse().unwrap());
+        // Coverage: anonymous blocks held and freed, resumed sequences hitting their own blocks.
+        let (mut anon_seen, mut resumed_hits) = (0u32, 0u32);
         for seed in 0..20u64 {
             if only.is_some_and(|o| o != seed) {
                 continue;
@@ -1159,6 +1343,8 @@ mod reference {
             let mut kv = KvCache::new(nblocks, bs, true, &chain_lens);
             let mut naive = Naive::new(nblocks, bs);
             let mut live: Vec<Seq> = Vec::new();
+            // Preempted sequences waiting to resume (they look their own blocks up).
+            let mut preempted: Vec<Seq> = Vec::new();
             let mut next_key = 1u64 << 40;
             let mut hit = Hit::default();
             for step in 0..400 {
@@ -1178,33 +1364,55 @@ mod reference {
                 }
                 if op < 5 {
                     // New sequence: chain prefix (maybe), then private blocks (sometimes shared
-                    // with an earlier private run to exercise map hits).
-                    let (chain, cb) = if rng.random_range(0..3) > 0 {
-                        let c = rng.random_range(0..2usize);
-                        (Some(ChainId(c as u32)), rng.random_range(0..=chain_lens[c]))
+                    // with an earlier private run to exercise map hits; unique ones sometimes
+                    // not indexed, as anonymous blocks, with or without computed hashes), or a
+                    // preempted one resuming.
+                    let resumed = !preempted.is_empty() && rng.random_range(0..2) == 0;
+                    let mut s = if resumed {
+                        let mut s = preempted.swap_remove(rng.random_range(0..preempted.len()));
+                        s.naive_registered = 0;
+                        s
                     } else {
-                        (None, 0)
+                        let (chain, cb) = if rng.random_range(0..3) > 0 {
+                            let c = rng.random_range(0..2usize);
+                            (Some(ChainId(c as u32)), rng.random_range(0..=chain_lens[c]))
+                        } else {
+                            (None, 0)
+                        };
+                        let mut hashes: Vec<u64> =
+                            chain.map_or(vec![], |c| chains[c.0 as usize][..cb as usize].to_vec());
+                        let private = rng.random_range(0..8u64);
+                        let unique = rng.random_range(0..3) > 0;
+                        let base = if unique { next_key } else { 7 << 40 };
+                        next_key += 100;
+                        let prev = hashes.last().copied().unwrap_or(0);
+                        for i in 0..private {
+                            // (Mixed before combining: `prev ^ (base + i)` collided across chains.)
+                            hashes.push(crate::rng::splitmix64(crate::rng::splitmix64(prev).wrapping_add(base + i)));
+                        }
+                        let tokens = (hashes.len() as u32) * bs + rng.random_range(1..bs + 1);
+                        let mut s = Seq {
+                            hashes,
+                            chain_blocks: cb,
+                            tokens,
+                            kv: SeqKv::new(chain, cb),
+                            naive_blocks: vec![],
+                            naive_registered: 0,
+                            lazy: false,
+                        };
+                        if unique && rng.random_range(0..2) == 0 {
+                            s.kv.index_private = false;
+                            s.lazy = rng.random_range(0..2) == 0;
+                        }
+                        s
                     };
-                    let mut hashes: Vec<u64> = chain.map_or(vec![], |c| chains[c.0 as usize][..cb as usize].to_vec());
-                    let private = rng.random_range(0..5u64);
-                    let base = if rng.random_range(0..3) == 0 { 7 << 40 } else { next_key };
-                    next_key += 100;
-                    let prev = hashes.last().copied().unwrap_or(0);
-                    for i in 0..private {
-                        hashes.push(crate::rng::splitmix64(prev ^ (base + i)));
-                    }
-                    let tokens = (hashes.len() as u32) * bs + rng.random_range(1..bs + 1);
-                    let mut s = Seq {
-                        hashes,
-                        chain_blocks: cb,
-                        tokens,
-                        kv: SeqKv::new(chain, cb),
-                        naive_blocks: vec![],
-                        naive_registered: 0,
-                    };
-                    let hs = SeqHashes { chain: &s.hashes[..cb as usize], own: &s.hashes[cb as usize..] };
-                    kv.lookup(&s.kv, &hs, tokens, &mut hit);
+                    let (tokens, cb, chain) = (s.tokens, s.chain_blocks, s.kv.chain);
+                    kv.lookup(&s.kv, &hs_of(&s.hashes, s.chain_blocks, s.lazy), tokens, &mut hit);
                     let nh = naive.lookup(&s.hashes, tokens);
+                    if resumed && nh.len() > cb as usize {
+                        resumed_hits += 1;
+                    }
+
                     assert_eq!(hit.num_blocks() as usize, nh.len(), "seed {seed} step {step}: hit length");
                     let first = rng.random_range(1..=tokens - hit.num_blocks() * bs);
                     let total = hit.num_blocks() * bs + first;
@@ -1224,7 +1432,7 @@ mod reference {
                         kv.admit(&mut s.kv, &hit);
                         naive.touch(&nh, &mut s.naive_blocks);
                         s.naive_registered = nh.len() as u32;
-                        let hs = SeqHashes { chain: &s.hashes[..cb as usize], own: &s.hashes[cb as usize..] };
+                        let hs = hs_of(&s.hashes, s.chain_blocks, s.lazy);
                         assert!(kv.allocate(&mut s.kv, &hs, total, total));
                         assert!(naive.allocate(
                             &mut s.naive_blocks,
@@ -1242,10 +1450,7 @@ mod reference {
                     let s = &mut live[i];
                     let total = (s.naive_blocks.len() as u32 * bs).min(s.tokens) + rng.random_range(1..2 * bs);
                     let total = total.min(s.tokens + 2 * bs);
-                    let hs = SeqHashes {
-                        chain: &s.hashes[..s.chain_blocks as usize],
-                        own: &s.hashes[s.chain_blocks as usize..],
-                    };
+                    let hs = hs_of(&s.hashes, s.chain_blocks, s.lazy);
                     let a = kv.allocate(&mut s.kv, &hs, total, total.min(s.tokens));
                     let b = naive.allocate(
                         &mut s.naive_blocks,
@@ -1259,15 +1464,26 @@ mod reference {
                 } else if !live.is_empty() {
                     let i = rng.random_range(0..live.len());
                     let mut s = live.swap_remove(i);
-                    kv.free(&mut s.kv);
-                    naive.free(&mut s.naive_blocks);
+                    if rng.random_range(0..3) == 0 {
+                        // Preemption: the engine computes the hashes first.
+                        s.lazy = false;
+                        let hs = hs_of(&s.hashes, s.chain_blocks, s.lazy);
+                        kv.free_preempted(&mut s.kv, &hs);
+                        naive.free(&mut s.naive_blocks);
+                        preempted.push(s);
+                    } else {
+                        kv.free(&mut s.kv);
+                        naive.free(&mut s.naive_blocks);
+                    }
                 }
                 assert_eq!(kv.num_free(), naive.free_count(), "seed {seed} step {step}: free count");
+                assert_eq!(kv.num_cached(), naive.cached(), "seed {seed} step {step}: cached count");
+                anon_seen += kv.queue.iter().filter(|e| matches!(e, FreeEntry::Anon { .. })).count() as u32;
                 kv.check_invariants();
                 // Cached content agrees: probe every chain prefix.
                 for (c, ch) in chains.iter().enumerate() {
                     let probe = SeqKv::new(Some(ChainId(c as u32)), ch.len() as u32);
-                    let hs = SeqHashes { chain: ch, own: &[] };
+                    let hs = SeqHashes::new(ch, &[]);
                     kv.lookup(&probe, &hs, ch.len() as u32 * bs + 1, &mut hit);
                     assert_eq!(
                         hit.num_blocks() as usize,
@@ -1277,5 +1493,9 @@ mod reference {
                 }
             }
         }
+        assert!(
+            only.is_some() || (anon_seen > 1000 && resumed_hits > 20),
+            "coverage: {anon_seen} anonymous entries, {resumed_hits} resumed hits"
+        );
     }
 }

@@ -199,6 +199,7 @@ impl<'a> Fleet<'a> {
     }
 }
 
+/// A step time under a slow-replica factor `k`.
 pub(super) fn scaled(d: SimDuration, k: f64) -> SimDuration {
     if k == 1.0 { d } else { SimDuration::from_nanos_f64(d.0 as f64 * k) }
 }
@@ -245,12 +246,6 @@ impl<'a> Simulation<'a> {
 
     pub(super) fn fleet_idle(&self) -> bool {
         self.fleet.gateway.is_empty() && self.fleet.retries_pending == 0
-    }
-
-    /// Step-time factor of replica `r` (slow-replica fault).
-    #[inline]
-    pub(super) fn step_factor(rep: &Replica, d: SimDuration) -> SimDuration {
-        scaled(d, rep.life.slow)
     }
 
     fn new_replica(&mut self) -> usize {

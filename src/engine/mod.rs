@@ -52,7 +52,7 @@ macro_rules! seq_hashes {
             Some(c) => &$chains.per_chain[c.0 as usize][..$a.kv.chain_blocks as usize],
             None => &[],
         };
-        SeqHashes { chain, own: &$a.own_hashes }
+        SeqHashes { chain, own: &$a.own_hashes, own_len: $a.own_len }
     }};
 }
 
@@ -109,7 +109,10 @@ struct Active {
     spec: RequestSpec,
     replica: u32,
     kv: SeqKv,
+    /// Block hashes past the shared chain's full blocks; left empty (until a preemption) when
+    /// nobody can read them (see [`crate::kv_cache::SeqHashes`]).
     own_hashes: Vec<u64>,
+    own_len: u32,
     num_computed: u32,
     out_done: u32,
     scheduled: Option<SimTime>,
@@ -385,9 +388,15 @@ impl<'a> Simulation<'a> {
         let chain_blocks = spec.content.shared_full_blocks(self.p.block_size);
         let (mut own, blocks) = self.spare.pop().unwrap_or_default();
         own.clear();
+        let mut own_len = 0;
         if self.p.enable_prefix_caching {
-            let out_piece = crate::content::Piece { key: spec.output_key, start: 0, len: spec.output.0 };
-            spec.content.own_block_hashes(self.workload.arena(), &self.chains, &[out_piece], &mut own);
+            own_len = spec.content.own_full_blocks(spec.output.0, self.p.block_size);
+            // Blocks that no index holds, no KV event reports and no lookup can reach are not
+            // hashed unless the request is preempted.
+            if spec.private_reuse || !spec.novel_private || self.kv_lag.is_some() {
+                hash_own(&spec, self.workload.arena(), &self.chains, &mut own);
+                debug_assert_eq!(own.len() as u32, own_len);
+            }
         }
         let active = Active {
             replica: target as u32,
@@ -397,6 +406,7 @@ impl<'a> Simulation<'a> {
                 kv
             },
             own_hashes: own,
+            own_len,
             num_computed: 0,
             out_done: 0,
             scheduled: None,
@@ -503,7 +513,8 @@ impl<'a> Simulation<'a> {
         let rep = &mut self.replicas[r];
         let slab = &mut self.slab;
         let chains = &self.chains;
-        let mut plan = std::mem::take(&mut rep.plan);
+        // (Borrowed in place: moving the plan out and back copied it twice per step.)
+        let plan = &mut rep.plan;
         plan.items.clear();
         plan.durations.clear();
         plan.ends.clear();
@@ -540,7 +551,11 @@ impl<'a> Simulation<'a> {
                 }
                 let victim = rep.running.pop().expect("a running request to preempt");
                 let v = slab[victim as usize].as_mut().expect("victim");
-                rep.kv.free_preempted(&mut v.kv);
+                if v.own_hashes.len() as u32 != v.own_len {
+                    hash_own(&v.spec, self.workload.arena(), chains, &mut v.own_hashes);
+                }
+                let hs = seq_hashes!(chains, v);
+                rep.kv.free_preempted(&mut v.kv, &hs);
                 v.num_computed = 0;
                 v.preemptions += 1;
                 rep.totals.preemptions += 1;
@@ -610,10 +625,10 @@ impl<'a> Simulation<'a> {
 
         if plan.items.is_empty() {
             rep.busy = false;
-            rep.plan = plan;
             return;
         }
-        let d = Self::step_factor(rep, self.step_model.step_time(&shape));
+        plan.slow = rep.life.slow;
+        let d = fleet::scaled(self.step_model.step_time(&shape), plan.slow);
         plan.durations.push(d);
         plan.ends.push(now + d);
         plan.first_shape = shape;
@@ -621,7 +636,6 @@ impl<'a> Simulation<'a> {
         plan.decode_only = decode_only && !admitted && !preempted;
         plan.more = 0;
         plan.last_shape = shape;
-        plan.slow = rep.life.slow;
         let end = now + d;
 
         // Runs of identical decode steps (see module docs).
@@ -659,7 +673,6 @@ impl<'a> Simulation<'a> {
         plan.seq = self.queue.reserve();
         let end = *plan.ends.last().expect("planned step");
         self.queue.push_reserved(end, plan.seq, Event::StepDone { replica: r as u32, generation: rep.generation });
-        rep.plan = plan;
     }
 
     /// Plans replica `r`'s run past `t` (before anything reads the run at `t`).
@@ -691,7 +704,7 @@ impl<'a> Simulation<'a> {
     fn complete_step(&mut self, r: usize) {
         let now = self.now;
         let rep = &mut self.replicas[r];
-        let mut plan = std::mem::take(&mut rep.plan);
+        let plan = &mut rep.plan;
         debug_assert_eq!(plan.more, 0, "completing a run that is not fully planned");
         let k = plan.durations.len() as u32;
         let busy: SimDuration = plan.durations.iter().copied().fold(SimDuration::ZERO, |a, b| a + b);
@@ -777,8 +790,13 @@ impl<'a> Simulation<'a> {
         plan.items.clear();
         plan.durations.clear();
         plan.ends.clear();
-        rep.plan = plan;
     }
+}
+
+/// The block hashes of a request's prompt and answer past its shared chain's full blocks.
+fn hash_own(spec: &RequestSpec, arena: &crate::content::ChainArena, chains: &ChainHashes, out: &mut Vec<u64>) {
+    let answer = crate::content::Piece { key: spec.output_key, start: 0, len: spec.output.0 };
+    spec.content.own_block_hashes(arena, chains, &[answer], out);
 }
 
 fn add_to_shape(shape: &mut BatchShape, a: &Active, n: u32, decode_only: &mut bool) {

@@ -32,6 +32,8 @@ pub(crate) struct Collect {
     pub gaps: Vec<SimDuration>,
     pub itl_weighted: Vec<(SimDuration, u32)>,
     pub ticks: u32,
+    /// Every replica sample of every tick.
+    pub samples: Vec<ReplicaSample>,
 }
 
 impl Observer for Collect {
@@ -46,8 +48,9 @@ impl Observer for Collect {
             self.itl_weighted.push((*x, w));
         }
     }
-    fn on_tick(&mut self, _now: SimTime, _s: &[ReplicaSample]) {
+    fn on_tick(&mut self, _now: SimTime, s: &[ReplicaSample]) {
         self.ticks += 1;
+        self.samples.extend_from_slice(s);
     }
 }
 
@@ -62,6 +65,7 @@ pub(crate) fn req(id: u64, at_ms: u64, key: u64, input: u32, output: u32) -> Req
         session: None,
         group: None,
         private_reuse: true,
+        novel_private: false,
     }
 }
 
@@ -433,13 +437,33 @@ fn skipping_the_index_for_unshared_private_blocks_changes_nothing() {
             r
         })
         .collect();
-    let (a, ta, _) = run_with(params(2, 50, 4, 64, 8), reqs, arena.clone());
-    let (b, tb, _) = run_with(params(2, 50, 4, 64, 8), unshared, arena);
-    if let Some((x, y)) = a.iter().zip(&b).find(|(x, y)| x != y) {
-        panic!("first difference:\n{x:?}\n{y:?}");
+    // Their first private blocks are new too (unique keys), so they may also promise
+    // `novel_private`: the engine then holds their blocks anonymously and hashes them only
+    // when preempted.
+    let novel: Vec<RequestSpec> = unshared
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.novel_private = true;
+            r
+        })
+        .collect();
+    // Ticks every 5 ms: the cached-block counts (which anonymous blocks keep by count) agree too.
+    let mut p = params(2, 50, 4, 64, 8);
+    p.tick = SimDuration::from_millis(5);
+    let (a, ta, oa) = run_with(p.clone(), reqs, arena.clone());
+    assert!(oa.samples.len() > 500 && oa.samples.iter().any(|s| s.cached_blocks > 20));
+    for variant in [unshared, novel] {
+        let (b, tb, ob) = run_with(p.clone(), variant, arena.clone());
+        if let Some(i) = (0..oa.samples.len().max(ob.samples.len())).find(|&i| oa.samples.get(i) != ob.samples.get(i)) {
+            panic!("sample {i} differs:\n{:?}\n{:?}", oa.samples.get(i), ob.samples.get(i));
+        }
+        if let Some((x, y)) = a.iter().zip(&b).find(|(x, y)| x != y) {
+            panic!("first difference:\n{x:?}\n{y:?}");
+        }
+        assert_eq!(a, b);
+        assert_eq!(ta, tb);
     }
-    assert_eq!(a, b);
-    assert_eq!(ta, tb);
     assert!(ta.replicas.iter().map(|r| r.preemptions).sum::<u64>() > 0, "resumes must find their own blocks");
 }
 

@@ -83,6 +83,7 @@ impl Workload for ConstantWorkload {
             session: None,
             group: None,
             private_reuse: false,
+            novel_private: false,
         }
     }
     fn arena(&self) -> &ChainArena {

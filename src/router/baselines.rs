@@ -304,6 +304,7 @@ mod tests {
             session,
             group: None,
             private_reuse: true,
+            novel_private: false,
         }
     }
     fn build(yaml: &str) -> Box<dyn Router> {

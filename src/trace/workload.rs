@@ -132,6 +132,8 @@ impl TraceWorkload {
                 session: r.session,
                 group: r.group,
                 private_reuse: b > 0,
+                // Without block ids, the prompt is one piece with a key of its own.
+                novel_private: b == 0,
             });
         }
         let span = specs.last().map_or(0.0, |s| s.arrival.as_nanos() as f64 / 1e9);

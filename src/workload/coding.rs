@@ -27,7 +27,9 @@
 //!
 //! **Reuse promise.** A request whose successor (same engineer) opens a new file and starts a
 //! new conversation shares no private block with any later request, and says so
-//! (`private_reuse: false`), which spares the engine indexing blocks nobody can hit.
+//! (`private_reuse: false`), which spares the engine indexing blocks nobody can hit. A request
+//! that opens a new file (or, without file context, starts a new conversation) also says that
+//! no earlier request contains its first private block (`novel_private`).
 //!
 //! Lengths and engineer choices come from one stream (`workload.coding`) in arrival order, so
 //! the request sequence is the same whatever the cluster does.
@@ -180,7 +182,8 @@ impl Workload for CodingAssistantWorkload {
         self.next_id += 1;
         let e = self.rng.random_range(0..self.engineers.len());
         let eng = &mut self.engineers[e];
-        if eng.file.is_none() || eng.on_file >= self.requests_per_file {
+        let new_file = eng.file.is_none() || eng.on_file >= self.requests_per_file;
+        if new_file {
             eng.file = Some(eng.file.map_or(0, |f| f + 1));
             eng.file_len = self.file_context.sample(&mut self.rng);
             eng.on_file = 0;
@@ -189,6 +192,9 @@ impl Workload for CodingAssistantWorkload {
             eng.history.clear();
             eng.conv_requests = 0;
         }
+        // The first private block holds the start of a file never sent before, or (without a
+        // file) of a new conversation's question: no earlier request contains it.
+        let novel_private = if eng.file_len > 0 { new_file } else { eng.history.is_empty() };
         let q = self.question.sample(&mut self.rng);
         let output = self.output.sample(&mut self.rng);
         let output_key = self.output_keys.at(id);
@@ -224,6 +230,7 @@ impl Workload for CodingAssistantWorkload {
             session: Some(e as u64),
             group: Some(eng.repo),
             private_reuse,
+            novel_private,
         }
     }
 
@@ -378,6 +385,25 @@ mod tests {
                 }
             }
             assert!(promised > 100 && promised < v.len() / 2, "{promised} of {}", v.len());
+            // Novelty: no earlier request's blocks (prompt or answer) contain the first private
+            // block of a request that says `novel_private`.
+            let mut seen: HashMap<u64, usize> = HashMap::new();
+            let mut novel = 0;
+            for (i, r) in v.iter().enumerate() {
+                r.content.own_block_hashes(w.arena(), &hashes, &[], &mut own);
+                if r.novel_private
+                    && let Some(h) = own.first()
+                {
+                    novel += 1;
+                    assert!(!seen.contains_key(h), "request {i}: first private block seen in {:?}", seen.get(h));
+                }
+                let ans = Piece { key: r.output_key, start: 0, len: r.output.0 };
+                r.content.own_block_hashes(w.arena(), &hashes, &[ans], &mut own);
+                for &h in &own {
+                    seen.entry(h).or_insert(i);
+                }
+            }
+            assert!(novel > 100 && novel < v.len() / 2, "{novel} novel of {}", v.len());
         }
     }
 

@@ -46,6 +46,11 @@ pub struct RequestSpec {
     /// shared chain, or its answer): multi-turn history, repeated questions. `false` is a
     /// promise by the workload that lets the engine skip indexing blocks nobody can hit.
     pub private_reuse: bool,
+    /// Whether no earlier request contains this request's first private block (its first full
+    /// block past the shared chain's full blocks), so that a prefix-cache lookup never finds
+    /// anything past the shared chain. With `private_reuse: false`, this promise lets the
+    /// engine skip hashing the request's blocks, which nobody reads, unless it is preempted.
+    pub novel_private: bool,
 }
 
 /// How a request ended, as far as the workload needs to know.

@@ -114,6 +114,7 @@ impl SessionsWorkload {
             session: Some(sid),
             group: self.system.map(|_| 0),
             private_reuse: true,
+            novel_private: false,
         }
     }
 

@@ -178,6 +178,8 @@ impl Workload for SyntheticWorkload {
             group,
             // Unique prompts and never-quoted answers: only cycled shared-prefix questions recur.
             private_reuse: !matches!(self.prefix, Prefix::Unique),
+            // A unique prompt's key is its own (a shared-prefix question may recur).
+            novel_private: matches!(self.prefix, Prefix::Unique),
         }
     }
 

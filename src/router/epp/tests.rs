@@ -47,6 +47,7 @@ fn req(id: u64, chain: Option<(crate::content::ChainId, u32)>, private: u32, ses
         session,
         group: None,
         private_reuse: true,
+        novel_private: false,
     }
 }
 
