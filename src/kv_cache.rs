@@ -764,7 +764,29 @@ impl KvCache {
     /// Makes the sequence hold enough blocks for `total_tokens` tokens and registers blocks
     /// that will be full once `computed_after` tokens are computed. Returns false (changing
     /// nothing) when the free queue is too short.
+    #[inline]
     pub fn allocate(
+        &mut self,
+        seq: &mut SeqKv,
+        hashes: &SeqHashes<'_>,
+        total_tokens: u32,
+        computed_after: u32,
+    ) -> bool {
+        // Most calls are a decode step inside a block: nothing to take, nothing to register
+        // (decided with multiplications; the general path divides twice).
+        let held = seq.num_blocks();
+        let bs = self.block_size as u64;
+        let covered = total_tokens as u64 <= held as u64 * bs;
+        let nothing_to_register = !self.prefix_caching
+            || (computed_after as u64) < (seq.registered as u64 + 1) * bs
+            || seq.registered >= hashes.len().min(held);
+        if covered && nothing_to_register {
+            return true;
+        }
+        self.allocate_blocks(seq, hashes, total_tokens, computed_after)
+    }
+
+    fn allocate_blocks(
         &mut self,
         seq: &mut SeqKv,
         hashes: &SeqHashes<'_>,

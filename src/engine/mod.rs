@@ -21,8 +21,8 @@
 //! when the run completes: nothing can look at this replica's pool in between. Runs are off
 //! while KV events are delivered to a router (their timing would shift).
 //!
-//! A run is planned lazily, [`RUN_CHUNK`] steps at a time: half of the planned steps used to
-//! be thrown away when an arrival truncated the run. The run's completion event re-arms at the
+//! A run is planned lazily, in chunks of [`RUN_FIRST_CHUNK`] steps growing to [`RUN_CHUNK`]:
+//! half of the planned steps used to be thrown away when an arrival truncated the run. The run's completion event re-arms at the
 //! end of each planned chunk, keeping the queue sequence number reserved when the run started,
 //! so the final completion orders among equal-time events exactly as if the whole run had been
 //! planned at once; anything that reads the run mid-way (samples, truncation) first plans it
@@ -129,8 +129,11 @@ impl Active {
     }
 }
 
-/// Steps of a run planned per chunk (see module docs).
+/// Most steps of a run planned per chunk (see module docs). Chunks start at
+/// [`RUN_FIRST_CHUNK`] steps and grow with the steps planned so far: an arrival truncates
+/// most runs within a few steps.
 const RUN_CHUNK: u32 = 32;
+const RUN_FIRST_CHUNK: u32 = 4;
 
 #[derive(Default)]
 struct Plan {
@@ -169,7 +172,7 @@ impl Plan {
         let mut end = *self.ends.last().expect("a run has a first step");
         let mut chunk = [SimDuration::ZERO; RUN_CHUNK as usize];
         while self.more > 0 && end <= t {
-            let n = self.more.min(RUN_CHUNK) as usize;
+            let n = self.more.min((self.durations.len() as u32).clamp(RUN_FIRST_CHUNK, RUN_CHUNK)) as usize;
             model.decode_run(&self.last_shape, &mut chunk[..n]);
             for &d in &chunk[..n] {
                 let dj = fleet::scaled(d, self.slow);
@@ -354,19 +357,18 @@ impl<'a> Simulation<'a> {
 
     /// Routes a request among the routable replicas, or holds it in the gateway when none is.
     fn dispatch(&mut self, spec: RequestSpec) {
-        // Route.
+        // Route. A router without scrapes reads no metrics: its candidates carry empty samples.
         self.cands.clear();
-        let fresh = self.router.scrape().is_none();
-        if fresh {
-            for i in 0..self.replicas.len() {
-                self.plan_past(i, self.now);
-            }
-        }
+        let reads_metrics = self.router.scrape().is_some();
         for (i, r) in self.replicas.iter().enumerate() {
             if !r.life.routable() {
                 continue;
             }
-            let scraped = if fresh { sample(i as u32, r, self.now) } else { r.scraped };
+            let scraped = if reads_metrics {
+                r.scraped
+            } else {
+                ReplicaSample { replica: ReplicaId(i as u32), ..Default::default() }
+            };
             self.cands.push(Candidate {
                 id: ReplicaId(i as u32),
                 scraped,

@@ -53,7 +53,8 @@ pub trait Router {
     /// are never told fall back to releasing them in [`Router::on_finished`]).
     fn on_first_token(&mut self, _now: SimTime, _req: RequestId, _replica: ReplicaId) {}
     /// How often the cluster scrapes each replica's metrics for this router (`None`: the
-    /// router reads no metrics). Each replica gets a random phase in [0, interval).
+    /// router reads no metrics, and [`Candidate::scraped`] is empty). Each replica gets a
+    /// random phase in [0, interval).
     fn scrape(&self) -> Option<ScrapeConfig> {
         None
     }
