@@ -429,25 +429,20 @@ fn skipping_the_index_for_unshared_private_blocks_changes_nothing() {
     // random_workload's private pieces and answers are unique per request, so the workload may
     // promise `private_reuse: false`; the results must be identical.
     let (reqs, arena) = random_workload(9, 600);
-    let unshared: Vec<RequestSpec> = reqs
-        .iter()
-        .cloned()
-        .map(|mut r| {
-            r.private_reuse = false;
-            r
-        })
-        .collect();
+    let altered = |v: &[RequestSpec], f: fn(&mut RequestSpec)| -> Vec<RequestSpec> {
+        v.iter()
+            .cloned()
+            .map(|mut r| {
+                f(&mut r);
+                r
+            })
+            .collect()
+    };
+    let unshared = altered(&reqs, |r| r.private_reuse = false);
     // Their first private blocks are new too (unique keys), so they may also promise
     // `novel_private`: the engine then holds their blocks anonymously and hashes them only
     // when preempted.
-    let novel: Vec<RequestSpec> = unshared
-        .iter()
-        .cloned()
-        .map(|mut r| {
-            r.novel_private = true;
-            r
-        })
-        .collect();
+    let novel = altered(&unshared, |r| r.novel_private = true);
     // Ticks every 5 ms: the cached-block counts (which anonymous blocks keep by count) agree too.
     let mut p = params(2, 50, 4, 64, 8);
     p.tick = SimDuration::from_millis(5);
