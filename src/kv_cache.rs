@@ -847,9 +847,8 @@ impl KvCache {
             self.held_anon_cached += n;
         }
         for pos in seq.registered..full.min(anon_start) {
-            // `None`: an own hash left uncomputed, which only an index or a KV event would read.
-            let h = hashes.get(pos);
-            debug_assert!(h.is_some() || (!seq.index_private && self.events.is_none()), "hash {pos} not computed");
+            // (Uncomputed own hashes only occur at anonymous positions.)
+            let h = hashes.get(pos).expect("registering a position without a hash");
             if seq.index_private && pos >= seq.chain_blocks {
                 if let Some(ahead) = hashes.get(pos + PREFETCH_AHEAD).filter(|_| pos + PREFETCH_AHEAD < full) {
                     self.map.prefetch(ahead);
@@ -889,16 +888,14 @@ impl KvCache {
             } else if pos < seq.chain_blocks {
                 seq.chain_frozen = true;
             }
-            self.meta[bi].hash = h.unwrap_or(0);
+            self.meta[bi].hash = h;
             self.meta[bi].set_has_hash(true);
             self.num_cached += 1;
-            if let Some(h) = h {
-                if self.meta[bi].tag_chain == NIL && seq.index_private {
-                    self.index_block(h, b);
-                }
-                if let Some(ev) = self.events.as_mut() {
-                    ev.push(KvChange::Stored(h));
-                }
+            if self.meta[bi].tag_chain == NIL && seq.index_private {
+                self.index_block(h, b);
+            }
+            if let Some(ev) = self.events.as_mut() {
+                ev.push(KvChange::Stored(h));
             }
         }
         seq.registered = full;

@@ -22,11 +22,12 @@
 //! while KV events are delivered to a router (their timing would shift).
 //!
 //! A run is planned lazily, in chunks of [`RUN_FIRST_CHUNK`] steps growing to [`RUN_CHUNK`]:
-//! half of the planned steps used to be thrown away when an arrival truncated the run. The run's completion event re-arms at the
-//! end of each planned chunk, keeping the queue sequence number reserved when the run started,
-//! so the final completion orders among equal-time events exactly as if the whole run had been
-//! planned at once; anything that reads the run mid-way (samples, truncation) first plans it
-//! past the time it looks at. Intermediate re-arms change nothing observable.
+//! half of the planned steps used to be thrown away when an arrival truncated the run. The
+//! run's completion event re-arms at the end of each planned chunk, keeping the queue sequence
+//! number reserved when the run started, so the final completion orders among equal-time
+//! events exactly as if the whole run had been planned at once; anything that reads the run
+//! mid-way (samples, truncation) first plans it past the time it looks at. Intermediate
+//! re-arms change nothing observable.
 
 pub mod fleet;
 pub mod queue;
