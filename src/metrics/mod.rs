@@ -11,6 +11,7 @@
 //! for JSON/CSV/text, the `requests.csv` reader, and atomic file output).
 
 pub mod export;
+mod radix;
 pub mod record;
 pub mod recorder;
 pub mod summary;

@@ -28,15 +28,16 @@ pub struct ReplicaSteps {
 
 /// Pooled inter-token-latency samples: exact durations (ns) with integer weights.
 ///
-/// Pushing is O(1); when the buffer doubles past the last compacted size it is sorted and
-/// equal durations are merged, so memory is bounded by the number of distinct durations
-/// (times two) and no precision is lost.
+/// Pushing is O(1); when the samples double past the last compacted size, the new ones are
+/// radix-sorted and merged into the sorted part, equal durations summed, so memory is bounded
+/// by the number of distinct durations (times two) and no precision is lost.
 #[derive(Clone, Debug, Default)]
 pub struct ItlSamples {
-    samples: Vec<(u64, u64)>,
+    /// Sorted by duration, durations distinct.
+    sorted: Vec<(u64, u64)>,
+    /// Pushed since the last compaction, in push order.
+    tail: Vec<(u64, u64)>,
     compact_at: usize,
-    /// `samples[..sorted]` is sorted and merged (the rest was pushed since).
-    sorted: usize,
     scratch: Vec<(u64, u64)>,
 }
 
@@ -44,7 +45,7 @@ const ITL_MIN_COMPACT: usize = 1 << 20;
 
 impl ItlSamples {
     pub fn new() -> Self {
-        ItlSamples { samples: Vec::new(), compact_at: ITL_MIN_COMPACT, sorted: 0, scratch: Vec::new() }
+        ItlSamples { compact_at: ITL_MIN_COMPACT, ..Default::default() }
     }
 
     /// Adds `weight` gaps of `duration_ns` each. Zero weights are ignored.
@@ -53,29 +54,31 @@ impl ItlSamples {
         if weight == 0 {
             return;
         }
-        if let Some(last) = self.samples.last_mut()
+        if let Some(last) = self.tail.last_mut()
             && last.0 == duration_ns
         {
             last.1 += weight;
             return;
         }
-        self.samples.push((duration_ns, weight));
-        if self.samples.len() >= self.compact_at.max(ITL_MIN_COMPACT) {
+        self.tail.push((duration_ns, weight));
+        if self.sorted.len() + self.tail.len() >= self.compact_at.max(ITL_MIN_COMPACT) {
             self.compact();
-            self.compact_at = (self.samples.len() * 2).max(ITL_MIN_COMPACT);
+            self.compact_at = (self.sorted.len() * 2).max(ITL_MIN_COMPACT);
         }
     }
 
-    /// Sorts by duration and merges equal durations. Only the samples pushed since the last
-    /// compaction are sorted; they are then merged with the sorted part in one linear pass (a
-    /// long run compacts a few dozen times, and re-sorting the sorted part dominated).
+    /// Sorts the samples pushed since the last compaction and merges them with the sorted
+    /// part in one linear pass (a long run compacts a few dozen times, and re-sorting the
+    /// sorted part dominated).
     pub fn compact(&mut self) {
-        let sorted = self.sorted.min(self.samples.len());
-        self.samples[sorted..].sort_unstable_by_key(|s| s.0);
+        if self.tail.is_empty() {
+            return;
+        }
+        super::radix::sort_by_u64_key(&mut self.tail, &mut self.scratch, |s| s.0);
         let out = &mut self.scratch;
         out.clear();
-        out.reserve(self.samples.len());
-        let (a, b) = self.samples.split_at(sorted);
+        out.reserve(self.sorted.len() + self.tail.len());
+        let (a, b) = (&self.sorted, &self.tail);
         let (mut i, mut j) = (0, 0);
         while i < a.len() || j < b.len() {
             let x = if j == b.len() || (i < a.len() && a[i].0 <= b[j].0) {
@@ -90,19 +93,19 @@ impl ItlSamples {
                 _ => out.push(x),
             }
         }
-        std::mem::swap(&mut self.samples, &mut self.scratch);
-        self.sorted = self.samples.len();
+        std::mem::swap(&mut self.sorted, &mut self.scratch);
+        self.tail.clear();
     }
 
     /// Sorted, merged `(duration_ns, weight)` pairs (compacts first).
     pub fn sorted(&mut self) -> &[(u64, u64)] {
         self.compact();
-        &self.samples
+        &self.sorted
     }
 
     /// Total weight (number of gaps).
     pub fn total_weight(&self) -> u64 {
-        self.samples.iter().map(|s| s.1).sum()
+        self.sorted.iter().chain(&self.tail).map(|s| s.1).sum()
     }
 }
 
