@@ -199,6 +199,14 @@ impl<'a> Fleet<'a> {
     }
 }
 
+impl Fleet<'_> {
+    /// No autoscaler, no faults, every replica ready from the start: replicas change only at
+    /// their own steps and deliveries.
+    pub(super) fn is_static(&self) -> bool {
+        self.scaler.is_none() && self.faults.is_empty() && self.life.initial_ready
+    }
+}
+
 /// A step time under a slow-replica factor `k`.
 pub(super) fn scaled(d: SimDuration, k: f64) -> SimDuration {
     if k == 1.0 { d } else { SimDuration::from_nanos_f64(d.0 as f64 * k) }
@@ -834,6 +842,7 @@ impl Replica {
             totals,
             scraped: ReplicaSample::default(),
             pending_scrape: None,
+            scrape_log: Default::default(),
             life: Life::ready_at_zero(),
         };
         r.scraped = sample(i, &r, SimTime::ZERO);

@@ -9,6 +9,9 @@
 //!   first tokens, finishes) apply when its `StepDone` pops, at the step's end time. Blocks
 //!   are allocated and prefix-cache hits taken when the step is scheduled, as in vLLM.
 //!
+//! - Scrapes of a static fleet are not queued: the router's view is computed when it reads it,
+//!   from the state the scrape would have seen (the rule and why are in [`scrape`]).
+//!
 //! # Skipping ahead
 //! When a step is decode-only (no prefill chunk, no admission, no preemption), the batch stays
 //! the same until a request finishes or the KV pool runs short, unless a new request reaches
@@ -31,6 +34,7 @@
 
 pub mod fleet;
 pub mod queue;
+mod scrape;
 
 pub use fleet::{FleetSetup, FleetTotals, ScaleEvent};
 
@@ -201,6 +205,7 @@ struct Replica {
     totals: ReplicaTotals,
     scraped: ReplicaSample,
     pending_scrape: Option<ReplicaSample>,
+    scrape_log: scrape::ScrapeLog,
     life: fleet::Life,
 }
 
@@ -230,6 +235,9 @@ pub struct Simulation<'a> {
     chain_lens: Vec<u32>,
     /// Buffers of finished requests (own hashes, block list), reused by new ones.
     spare: Vec<(Vec<u64>, Vec<crate::kv_cache::BlockId>)>,
+    /// Scrapes computed when needed instead of queued (see [`scrape`]).
+    lazy_scrapes: Option<scrape::LazyScrapes>,
+    eager_scrapes: bool,
 }
 
 impl<'a> Simulation<'a> {
@@ -269,6 +277,8 @@ impl<'a> Simulation<'a> {
             fleet: fleet::Fleet::fixed(p.replicas, streams),
             chain_lens,
             spare: Vec::new(),
+            lazy_scrapes: None,
+            eager_scrapes: false,
             p,
         };
         if sim.p.tick > SimDuration::ZERO {
@@ -279,6 +289,7 @@ impl<'a> Simulation<'a> {
             for r in 0..sim.p.replicas {
                 let phase = sim.scrape_rng.random_range(0..iv);
                 sim.queue.push(SimTime(phase), Event::Scrape { replica: r });
+                sim.replicas[r as usize].scrape_log.phase = phase;
             }
         }
         sim
@@ -286,6 +297,7 @@ impl<'a> Simulation<'a> {
 
     /// Runs to completion (workload exhausted and cluster idle, or `hard_end`).
     pub fn run(mut self) -> RunTotals {
+        self.setup_lazy_scrapes();
         loop {
             let next_arrival = self.workload.peek_time().filter(|&t| t < self.p.arrivals_end);
             let next_event = self.queue.peek_time();
@@ -297,6 +309,12 @@ impl<'a> Simulation<'a> {
             };
             let t = if take_arrival { next_arrival.unwrap() } else { next_event.unwrap() };
             if t > self.p.hard_end {
+                // Eager scrape events up to the hard end would have been the last ones handled.
+                if next_arrival.is_some() || !self.idle() {
+                    if let Some(s) = self.last_scrape_event(self.p.hard_end) {
+                        self.now = self.now.max(s);
+                    }
+                }
                 break;
             }
             // With the workload exhausted and the cluster idle, only self-re-arming ticks and
@@ -361,12 +379,12 @@ impl<'a> Simulation<'a> {
         // Route. A router without scrapes reads no metrics: its candidates carry empty samples.
         self.cands.clear();
         let reads_metrics = self.router.scrape().is_some();
-        for (i, r) in self.replicas.iter().enumerate() {
-            if !r.life.routable() {
+        for i in 0..self.replicas.len() {
+            if !self.replicas[i].life.routable() {
                 continue;
             }
             let scraped = if reads_metrics {
-                r.scraped
+                self.scraped_view(i)
             } else {
                 ReplicaSample { replica: ReplicaId(i as u32), ..Default::default() }
             };
@@ -439,11 +457,12 @@ impl<'a> Simulation<'a> {
 
     fn deliver(&mut self, slot: u32) {
         let r = self.slab[slot as usize].as_ref().expect("delivered request exists").replica as usize;
-        let rep = &mut self.replicas[r];
-        if rep.life.phase == crate::lifecycle::Phase::Terminated {
+        if self.replicas[r].life.phase == crate::lifecycle::Phase::Terminated {
             self.lost_in_transit(slot);
             return;
         }
+        self.scrape_before_change(r);
+        let rep = &mut self.replicas[r];
         rep.waiting.push_back(slot);
         rep.totals.max_waiting = rep.totals.max_waiting.max(rep.waiting.len() as u32);
         if !rep.busy {
@@ -458,6 +477,7 @@ impl<'a> Simulation<'a> {
         match ev {
             Event::StepDone { replica, generation } => {
                 if self.replicas[replica as usize].generation == generation && !self.rearm_run(replica as usize) {
+                    self.scrape_before_change(replica as usize);
                     self.complete_step(replica as usize);
                     self.start_step(replica as usize);
                     self.after_step(replica as usize);

@@ -125,6 +125,14 @@ impl EventQueue {
         };
         Some((k.0, e))
     }
+    /// Drops the queued events for which `keep` is false; the rest keep their keys.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Event) -> bool) {
+        self.heap.retain(|Reverse((_, e))| keep(e));
+        for lane in &mut self.lanes {
+            lane.retain(|(_, e)| keep(e));
+        }
+        self.peeked.set(None);
+    }
     pub fn len(&self) -> usize {
         self.heap.len() + self.lanes.iter().map(VecDeque::len).sum::<usize>()
     }

@@ -503,3 +503,77 @@ fn long_lazily_planned_runs_match_single_stepping() {
         }
     }
 }
+
+/// A scraping router's view computed lazily (static fleet) equals the one its scrape events
+/// gave: same routes, records, ticks, ITL gaps and totals (the simulated span included), with
+/// the scrape latency zero, short or the default, arrivals ending before the last requests
+/// finish, and a hard end cutting busy replicas.
+#[test]
+fn lazy_scrapes_match_scrape_events() {
+    let model = context_model();
+    let routers: Vec<RouterConfig> = [
+        "{kind: epp, profile: default}",
+        "{kind: epp, profile: default, scrape_interval: 7ms, scrape_latency: 3ms}",
+        "{kind: epp, profile: default, scrape_interval: 20ms, scrape_latency: 0ms, decision_latency: 0ms}",
+        "{kind: epp, profile: default, scrape_interval: 10ms, scrape_latency: 9ms}",
+    ]
+    .iter()
+    .map(|y| serde_saphyr::from_str(y).unwrap())
+    .collect();
+    let mut hard_end_cuts = 0;
+    for seed in 1..4 {
+        let (reqs, arena) = random_workload(seed, 400);
+        let last = reqs.last().unwrap().arrival;
+        for (arrivals_end, hard_end) in [
+            (SimTime(u64::MAX / 2), SimTime(u64::MAX / 2)),
+            (SimTime(last.0 - 300 * MS), SimTime(last.0 + 7 * MS + 12_345)),
+            (SimTime(last.0 / 2), SimTime(last.0 / 2 + 40 * MS + 1)),
+            (SimTime(u64::MAX / 2), SimTime(last.0 / 3 + 3 * MS + 777)),
+        ] {
+            let mut p = params(3, 50, 4, 64, 8);
+            p.tick = SimDuration::from_millis(25);
+            p.arrivals_end = arrivals_end;
+            p.hard_end = hard_end;
+            for router in &routers {
+                let run = |eager: bool| {
+                    let m = Linear::new(&model);
+                    let mut obs = Collect::default();
+                    let totals = {
+                        let wl = Box::new(VecWorkload { reqs: reqs.clone().into(), arena: arena.clone() });
+                        let mut sim = Simulation::new(
+                            p.clone(),
+                            wl,
+                            router.build(&Default::default()).unwrap(),
+                            &m,
+                            &mut obs,
+                            &RngStreams::new(seed),
+                        );
+                        if eager {
+                            sim = sim.with_eager_scrapes();
+                        } else {
+                            sim.setup_lazy_scrapes();
+                            assert!(sim.lazy_scrapes.is_some(), "lazy scrapes in a static fleet");
+                        }
+                        sim.run()
+                    };
+                    (totals, obs)
+                };
+                let (te, oe) = run(true);
+                let (tl, ol) = run(false);
+                let what = format!("seed {seed}, hard end {:?}, {router:?}", hard_end);
+                if let Some((x, y)) = oe.recs.iter().zip(&ol.recs).find(|(x, y)| x != y) {
+                    panic!("{what}: first record difference:\n{x:?}\n{y:?}");
+                }
+                assert_eq!(oe.recs.len(), ol.recs.len(), "{what}");
+                assert_eq!(oe.samples, ol.samples, "{what}: tick samples");
+                assert_eq!(oe.gaps, ol.gaps, "{what}: ITL gaps");
+                assert_eq!(oe.itl_weighted, ol.itl_weighted, "{what}: steps");
+                assert_eq!(te, tl, "{what}: totals");
+                if oe.recs.iter().any(|r| r.outcome == Outcome::InFlight) {
+                    hard_end_cuts += 1;
+                }
+            }
+        }
+    }
+    assert!(hard_end_cuts >= 24, "the hard end cut busy replicas in {hard_end_cuts} runs");
+}
