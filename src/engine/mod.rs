@@ -8,9 +8,8 @@
 //! - A replica starts a step as soon as it is idle and has work; the step's effects (tokens,
 //!   first tokens, finishes) apply when its `StepDone` pops, at the step's end time. Blocks
 //!   are allocated and prefix-cache hits taken when the step is scheduled, as in vLLM.
-//!
 //! - Scrapes of a static fleet are not queued: the router's view is computed when it reads it,
-//!   from the state the scrape would have seen (the rule and why are in [`scrape`]).
+//!   from the state the scrape would have seen (the rule, and why, in `engine/scrape.rs`).
 //!
 //! # Skipping ahead
 //! When a step is decode-only (no prefill chunk, no admission, no preemption), the batch stays
@@ -235,7 +234,7 @@ pub struct Simulation<'a> {
     chain_lens: Vec<u32>,
     /// Buffers of finished requests (own hashes, block list), reused by new ones.
     spare: Vec<(Vec<u64>, Vec<crate::kv_cache::BlockId>)>,
-    /// Scrapes computed when needed instead of queued (see [`scrape`]).
+    /// Scrapes computed when needed instead of queued (see `engine/scrape.rs`).
     lazy_scrapes: Option<scrape::LazyScrapes>,
     eager_scrapes: bool,
 }
