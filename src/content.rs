@@ -70,6 +70,21 @@ impl BlockHasher {
     /// Feeds a piece; pushes the hash of every block it completes into `out`.
     pub fn push(&mut self, mut p: Piece, out: &mut Vec<u64>) {
         while p.len > 0 {
+            if self.cur_len == 0 && p.len >= self.block_size {
+                // Whole blocks of this one run: nothing to buffer or merge.
+                let bs = self.block_size;
+                let n = p.len / bs;
+                out.reserve(n as usize);
+                let mut h = self.prev;
+                for _ in 0..n {
+                    h = mix_piece(h, p.key, p.start, bs);
+                    out.push(h);
+                    p.start += bs;
+                }
+                self.prev = h;
+                p.len -= n * bs;
+                continue;
+            }
             let room = self.block_size - self.cur_len;
             let take = room.min(p.len);
             match self.cur.last_mut() {
@@ -278,6 +293,34 @@ mod tests {
         assert_eq!(a, b);
         let c = hashes_of(&[Piece { key: 8, start: 0, len: 40 }], 16);
         assert_ne!(a[0], c[0]);
+    }
+
+    #[test]
+    fn whole_block_runs_hash_like_single_tokens() {
+        // Long runs take the unbuffered path for their whole blocks; fed one token at a time
+        // every block is assembled in the buffer. Both must give the same chain, wherever the
+        // runs start relative to block boundaries.
+        let mut x = 99u64;
+        for bs in [1u32, 3, 16, 32] {
+            let mut pieces = Vec::new();
+            for i in 0..60u64 {
+                x = splitmix64(x);
+                let len = (x % 90) as u32;
+                let p = match pieces.last() {
+                    // Continuing the previous run (merged inside a block).
+                    Some(&Piece { key, start, len: l }) if i % 4 == 1 => Piece { key, start: start + l, len },
+                    _ => Piece { key: if i % 3 == 0 { 5 } else { 100 + i }, start: (x >> 40) as u32 % 1000, len },
+                };
+                pieces.push(p);
+            }
+            let tokens: Vec<Piece> = pieces
+                .iter()
+                .flat_map(|p| (0..p.len).map(move |o| Piece { key: p.key, start: p.start + o, len: 1 }))
+                .collect();
+            let a = hashes_of(&pieces, bs);
+            assert_eq!(a.len() as u32, pieces.iter().map(|p| p.len).sum::<u32>() / bs);
+            assert_eq!(a, hashes_of(&tokens, bs), "block size {bs}");
+        }
     }
 
     #[test]
