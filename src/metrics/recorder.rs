@@ -30,18 +30,25 @@ pub struct ReplicaSteps {
 ///
 /// Pushing is O(1); when the samples double past the last compacted size, the new ones are
 /// radix-sorted and merged into the sorted part, equal durations summed, so memory is bounded
-/// by the number of distinct durations (times two) and no precision is lost.
+/// by the number of distinct durations (times two) and no precision is lost. New samples are
+/// packed into one word (duration above [`WEIGHT_BITS`] bits of weight): a day has one per
+/// engine step, and the sort moves half the bytes.
 #[derive(Clone, Debug, Default)]
 pub struct ItlSamples {
     /// Sorted by duration, durations distinct.
     sorted: Vec<(u64, u64)>,
-    /// Pushed since the last compaction, in push order.
-    tail: Vec<(u64, u64)>,
+    /// Pushed since the last compaction, in push order, packed.
+    tail: Vec<u64>,
+    /// Pushed since the last compaction and too large to pack (durations over 18 minutes).
+    wide: Vec<(u64, u64)>,
     compact_at: usize,
     scratch: Vec<(u64, u64)>,
+    scratch_tail: Vec<u64>,
 }
 
 const ITL_MIN_COMPACT: usize = 1 << 20;
+const WEIGHT_BITS: u32 = 24;
+const WEIGHT_MASK: u64 = (1 << WEIGHT_BITS) - 1;
 
 impl ItlSamples {
     pub fn new() -> Self {
@@ -55,13 +62,18 @@ impl ItlSamples {
             return;
         }
         if let Some(last) = self.tail.last_mut()
-            && last.0 == duration_ns
+            && *last >> WEIGHT_BITS == duration_ns
+            && (*last & WEIGHT_MASK) + weight <= WEIGHT_MASK
         {
-            last.1 += weight;
+            *last += weight;
             return;
         }
-        self.tail.push((duration_ns, weight));
-        if self.sorted.len() + self.tail.len() >= self.compact_at.max(ITL_MIN_COMPACT) {
+        if duration_ns >> (64 - WEIGHT_BITS) == 0 && weight <= WEIGHT_MASK {
+            self.tail.push(duration_ns << WEIGHT_BITS | weight);
+        } else {
+            self.wide.push((duration_ns, weight));
+        }
+        if self.sorted.len() + self.tail.len() + self.wide.len() >= self.compact_at.max(ITL_MIN_COMPACT) {
             self.compact();
             self.compact_at = (self.sorted.len() * 2).max(ITL_MIN_COMPACT);
         }
@@ -71,30 +83,41 @@ impl ItlSamples {
     /// part in one linear pass (a long run compacts a few dozen times, and re-sorting the
     /// sorted part dominated).
     pub fn compact(&mut self) {
-        if self.tail.is_empty() {
+        if self.tail.is_empty() && self.wide.is_empty() {
             return;
         }
-        super::radix::sort_by_u64_key(&mut self.tail, &mut self.scratch, |s| s.0);
+        super::radix::sort_by_u64_key(&mut self.tail, &mut self.scratch_tail, |&x| x >> WEIGHT_BITS);
+        let unpack = |x: u64| (x >> WEIGHT_BITS, x & WEIGHT_MASK);
+        if !self.wide.is_empty() {
+            // Rare: sorted together with the packed ones, by a comparison sort.
+            self.wide.extend(self.tail.drain(..).map(unpack));
+            self.wide.sort_unstable_by_key(|s| s.0);
+        }
         let out = &mut self.scratch;
         out.clear();
-        out.reserve(self.sorted.len() + self.tail.len());
-        let (a, b) = (&self.sorted, &self.tail);
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() || j < b.len() {
-            let x = if j == b.len() || (i < a.len() && a[i].0 <= b[j].0) {
+        out.reserve(self.sorted.len() + self.tail.len() + self.wide.len());
+        let mut add = |x: (u64, u64)| match out.last_mut() {
+            Some(last) if last.0 == x.0 => last.1 += x.1,
+            _ => out.push(x),
+        };
+        let a = &self.sorted;
+        let mut i = 0;
+        let mut merge = |x: (u64, u64)| {
+            while i < a.len() && a[i].0 <= x.0 {
+                add(a[i]);
                 i += 1;
-                a[i - 1]
-            } else {
-                j += 1;
-                b[j - 1]
-            };
-            match out.last_mut() {
-                Some(last) if last.0 == x.0 => last.1 += x.1,
-                _ => out.push(x),
             }
+            add(x);
+        };
+        if self.wide.is_empty() {
+            self.tail.iter().for_each(|&x| merge(unpack(x)));
+        } else {
+            self.wide.iter().for_each(|&x| merge(x));
         }
+        a[i..].iter().for_each(|&x| add(x));
         std::mem::swap(&mut self.sorted, &mut self.scratch);
         self.tail.clear();
+        self.wide.clear();
     }
 
     /// Sorted, merged `(duration_ns, weight)` pairs (compacts first).
@@ -105,7 +128,8 @@ impl ItlSamples {
 
     /// Total weight (number of gaps).
     pub fn total_weight(&self) -> u64 {
-        self.sorted.iter().chain(&self.tail).map(|s| s.1).sum()
+        let packed: u64 = self.tail.iter().map(|&x| x & WEIGHT_MASK).sum();
+        self.sorted.iter().chain(&self.wide).map(|s| s.1).sum::<u64>() + packed
     }
 }
 
@@ -226,6 +250,40 @@ mod tests {
         assert_eq!(want.len(), 699, "distinct durations drawn");
         assert_eq!(s.sorted(), &want[..]);
         assert_eq!(s.total_weight(), want.iter().map(|p| p.1).sum::<u64>());
+    }
+
+    #[test]
+    fn samples_too_large_to_pack_merge_exactly() {
+        // Durations beyond the packed range (over 18 minutes) and weights beyond 24 bits go
+        // their own way; equal durations from both ways are still summed.
+        let mut s = ItlSamples::new();
+        let mut all: Vec<(u64, u64)> = Vec::new();
+        let mut x = 77u64;
+        for k in 0..3000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let d = match k % 5 {
+                0 => (1 << 40) + (x >> 60),
+                _ => (x >> 33) % 50,
+            };
+            let w = if k % 7 == 0 { (1 << 24) + (x >> 50) } else { 1 + (x >> 20) % 3 };
+            s.push(d, w);
+            all.push((d, w));
+            if k % 1000 == 999 {
+                s.compact();
+            }
+        }
+        // Merging into the last packed sample stops at the weight limit.
+        s.push(3, (1 << 24) - 2);
+        s.push(3, 5);
+        all.extend([(3, (1 << 24) - 2), (3, 5)]);
+        let mut want: std::collections::BTreeMap<u64, u64> = Default::default();
+        for (d, w) in all {
+            *want.entry(d).or_default() += w;
+        }
+        let want: Vec<(u64, u64)> = want.into_iter().collect();
+        assert_eq!(s.total_weight(), want.iter().map(|p| p.1).sum::<u64>());
+        assert_eq!(s.sorted(), &want[..]);
+        assert!(want.len() > 60 && want.iter().any(|p| p.0 >= 1 << 40));
     }
 
     #[test]
