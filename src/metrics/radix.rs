@@ -1,10 +1,14 @@
-//! Least-significant-digit radix sort on a `u64` key, for the two big sorts of a summary: the
-//! pooled ITL samples (one per engine step, ~10 M in a day) and each latency population (one
-//! per request). A comparison sort spent ~20 compares per element there, most of them
-//! mispredicted branches; a radix sort moves each element once per 11-bit digit of the key that varies.
+//! Least-significant-digit radix sort on a `u64` key, for the biggest sort of a run: the pooled
+//! ITL samples (one per engine step, ~13 M in the coding-assistant day), compacted every time
+//! they double. A comparison sort spends ~20 compares per element there; a radix sort moves
+//! each element once per 11-bit digit that varies (three for durations under 8.6 s): 40 %
+//! fewer instructions for the compactions. Wall time on this machine is about the same (the
+//! scatter passes miss the cache): a 4 M-sample sort took 98–131 ms against 106–145 ms for
+//! `sort_unstable`, too noisy to call. The latency populations (one value per request) keep
+//! `sort_unstable`: at 1 M values the radix sort was slower (44–47 ms against 37–45 ms).
 //!
-//! Elements with equal keys may come out in any order. Both callers only read sums and ranks
-//! of the sorted keys, so the result is the same as with any other sort.
+//! Elements with equal keys may come out in any order. The caller only reads sums and ranks of
+//! the sorted keys, so the result is the same as with any other sort.
 
 /// Below this length a comparison sort is faster than the histograms.
 const SMALL: usize = 512;
@@ -59,14 +63,6 @@ fn digit(k: u64, d: usize) -> usize {
     ((k >> (DIGIT_BITS as usize * d)) & (RADIX as u64 - 1)) as usize
 }
 
-/// The key that orders `f64`s as [`f64::total_cmp`] does, as an unsigned integer.
-#[inline]
-pub fn f64_order_key(x: f64) -> u64 {
-    let bits = x.to_bits();
-    // Negative numbers: every bit flipped (larger magnitude first); others: the sign bit set.
-    if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,41 +102,5 @@ mod tests {
         assert!(v.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(v[0], 0);
         assert_eq!(v[1999], 255 << 56);
-    }
-
-    #[test]
-    fn float_key_orders_like_total_cmp() {
-        let vals = [
-            f64::NEG_INFINITY,
-            -1e300,
-            -2.5,
-            -1.0,
-            -1e-300,
-            -0.0,
-            0.0,
-            1e-310,
-            1e-300,
-            0.5,
-            1.0,
-            2.5,
-            1e300,
-            f64::INFINITY,
-        ];
-        for w in vals.windows(2) {
-            assert!(f64_order_key(w[0]) < f64_order_key(w[1]), "{} vs {}", w[0], w[1]);
-            assert_eq!(w[0].total_cmp(&w[1]), std::cmp::Ordering::Less);
-        }
-        let mut x = 3u64;
-        let mut v: Vec<f64> = (0..3000)
-            .map(|_| (lcg(&mut x) as f64 / (1u64 << 53) as f64 - 0.3) * 10f64.powi((lcg(&mut x) % 9) as i32 - 4))
-            .collect();
-        let mut want = v.clone();
-        want.sort_unstable_by(f64::total_cmp);
-        let mut s = Vec::new();
-        sort_by_u64_key(&mut v, &mut s, |&f| f64_order_key(f));
-        assert_eq!(
-            v.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
-            want.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
-        );
     }
 }

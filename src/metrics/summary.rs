@@ -86,7 +86,7 @@ impl Stats {
         if values.is_empty() {
             return Stats::default();
         }
-        super::radix::sort_by_u64_key(&mut values, &mut Vec::new(), |&v| super::radix::f64_order_key(v));
+        values.sort_unstable_by(f64::total_cmp);
         let mean = values.iter().sum::<f64>() / values.len() as f64;
         Stats {
             mean: Some(mean),
