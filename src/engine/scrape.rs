@@ -1,7 +1,7 @@
 //! Lazy scrapes: the router's view of each replica without a queued event per scrape.
 //!
 //! Why: the Endpoint Picker polls every pod every 50 ms, and a scrape becomes visible 5 ms
-//! later. Over a day with 8 replicas that is ~14 M queue events, seventy per request, while
+//! later. Over a day with 8 replicas that is ~14 M queue events, ~67 per request, while
 //! the router reads the scraped values only when it routes (once per request). In a static
 //! fleet (no autoscaler, no faults, every replica ready from the start) the scrape times are
 //! known in advance, `phase + k × interval`, and a replica's state only changes at its own
