@@ -309,10 +309,10 @@ impl<'a> Simulation<'a> {
             let t = if take_arrival { next_arrival.unwrap() } else { next_event.unwrap() };
             if t > self.p.hard_end {
                 // Eager scrape events up to the hard end would have been the last ones handled.
-                if next_arrival.is_some() || !self.idle() {
-                    if let Some(s) = self.last_scrape_event(self.p.hard_end) {
-                        self.now = self.now.max(s);
-                    }
+                if (next_arrival.is_some() || !self.idle())
+                    && let Some(s) = self.last_scrape_event(self.p.hard_end)
+                {
+                    self.now = self.now.max(s);
                 }
                 break;
             }
