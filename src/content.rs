@@ -112,6 +112,32 @@ impl BlockHasher {
     }
 }
 
+/// How many leading tokens two piece lists describe identically (whatever the split into
+/// pieces): the blocks within that prefix have the same hashes in both.
+pub fn common_prefix_tokens(a: &[Piece], b: &[Piece]) -> u64 {
+    let (mut a, mut b) = (a.iter().copied().filter(|p| p.len > 0), b.iter().copied().filter(|p| p.len > 0));
+    let (mut x, mut y) = (a.next(), b.next());
+    let mut n = 0u64;
+    while let (Some(p), Some(q)) = (x.as_mut(), y.as_mut()) {
+        if p.key != q.key || p.start != q.start {
+            break;
+        }
+        let m = p.len.min(q.len);
+        n += m as u64;
+        p.start += m;
+        p.len -= m;
+        q.start += m;
+        q.len -= m;
+        if p.len == 0 {
+            x = a.next();
+        }
+        if q.len == 0 {
+            y = b.next();
+        }
+    }
+    n
+}
+
 /// Registered shared prefixes with their precomputed hash chains (one chain per block size).
 #[derive(Clone, Debug, Default)]
 pub struct ChainArena {
@@ -211,6 +237,37 @@ impl Content {
     /// starts at block `shared_full_blocks(block_size)` (what the engine stores per request).
     pub fn own_block_hashes(&self, arena: &ChainArena, chains: &ChainHashes, extra: &[Piece], out: &mut Vec<u64>) {
         self.hashes_impl(arena, chains, extra, out, false, usize::MAX)
+    }
+    /// [`Content::own_block_hashes`] when `out` already holds the first `keep` of them (taken
+    /// from an earlier request whose tokens this one repeats up to there): only the blocks
+    /// after those are hashed. `keep` must not exceed the own full blocks of this content.
+    pub fn own_block_hashes_after(
+        &self,
+        arena: &ChainArena,
+        chains: &ChainHashes,
+        extra: &[Piece],
+        keep: usize,
+        out: &mut Vec<u64>,
+    ) {
+        if keep == 0 || out.len() < keep {
+            return self.own_block_hashes(arena, chains, extra, out);
+        }
+        out.truncate(keep);
+        let bs = chains.block_size;
+        // The kept blocks end past the shared part (they follow its full blocks, and its
+        // partial block is in the first of them), so only private tokens are skipped.
+        let end = (self.shared_full_blocks(bs) as u64 + keep as u64) * bs as u64;
+        let mut skip = end - self.shared.map_or(0, |s| s.tokens) as u64;
+        let mut h = BlockHasher::resume(bs, out[keep - 1]);
+        for p in self.pieces.iter().chain(extra) {
+            if skip >= p.len as u64 {
+                skip -= p.len as u64;
+                continue;
+            }
+            let s = skip as u32;
+            h.push(Piece { key: p.key, start: p.start + s, len: p.len - s }, out);
+            skip = 0;
+        }
     }
     /// Full blocks of this prompt that come entirely from its shared chain.
     pub fn shared_full_blocks(&self, block_size: u32) -> u32 {
@@ -320,6 +377,67 @@ mod tests {
             let a = hashes_of(&pieces, bs);
             assert_eq!(a.len() as u32, pieces.iter().map(|p| p.len).sum::<u32>() / bs);
             assert_eq!(a, hashes_of(&tokens, bs), "block size {bs}");
+        }
+    }
+
+    #[test]
+    fn common_prefix_ignores_the_split_into_pieces() {
+        let p = |key, start, len| Piece { key, start, len };
+        assert_eq!(common_prefix_tokens(&[p(1, 0, 10), p(2, 0, 5)], &[p(1, 0, 4), p(1, 4, 6), p(2, 0, 9)]), 15);
+        assert_eq!(common_prefix_tokens(&[p(1, 0, 10), p(2, 0, 5)], &[p(1, 0, 10), p(2, 1, 5)]), 10);
+        assert_eq!(common_prefix_tokens(&[p(1, 0, 10)], &[p(1, 0, 0), p(1, 0, 3), p(3, 0, 3)]), 3);
+        assert_eq!(common_prefix_tokens(&[p(1, 0, 10)], &[p(2, 0, 10)]), 0);
+        assert_eq!(common_prefix_tokens(&[], &[p(2, 0, 10)]), 0);
+    }
+
+    #[test]
+    fn hashing_after_kept_blocks_equals_hashing_all() {
+        // A conversation: each request repeats the previous prompt and answer, then asks more;
+        // sometimes the history is cut or the file changes. Reusing the previous request's own
+        // hashes over the common prefix gives exactly the hashes computed from scratch.
+        let mut arena = ChainArena::new();
+        let c = arena.register(vec![Piece { key: 1, start: 0, len: 203 }]);
+        let mut x = 5u64;
+        for bs in [1u32, 4, 16, 32] {
+            let ch = ChainHashes::build(&arena, bs);
+            let mut prev: Option<(Vec<Piece>, Vec<u64>)> = None;
+            let mut history: Vec<Piece> = Vec::new();
+            let mut reused = 0;
+            for i in 0..200u64 {
+                x = splitmix64(x);
+                if x % 5 == 0 {
+                    history.clear();
+                }
+                let file = Piece { key: 50 + (i / 7), start: 0, len: 30 + (x >> 20) as u32 % 50 };
+                let question = Piece { key: 1000 + i, start: 0, len: 1 + (x >> 30) as u32 % 40 };
+                let answer = Piece { key: 5000 + i, start: 0, len: 1 + (x >> 40) as u32 % 40 };
+                let mut pieces: smallvec::SmallVec<[Piece; 4]> = smallvec::smallvec![file];
+                pieces.extend(history.iter().copied());
+                pieces.push(question);
+                let content = Content { shared: Some(SharedRef { chain: c, tokens: 150 }), pieces };
+                let mut want = vec![];
+                content.own_block_hashes(&arena, &ch, &[answer], &mut want);
+                let mut got = vec![];
+                let mut keep = 0;
+                if let Some((pp, ph)) = &prev {
+                    let mut now: Vec<Piece> = content.pieces.to_vec();
+                    now.push(answer);
+                    let shared = content.shared.unwrap().tokens as u64;
+                    let common = common_prefix_tokens(pp, &now);
+                    let full = ((shared + common) / bs as u64) as usize - content.shared_full_blocks(bs) as usize;
+                    keep = full.min(ph.len());
+                    got.extend_from_slice(&ph[..keep]);
+                }
+                content.own_block_hashes_after(&arena, &ch, &[answer], keep, &mut got);
+                assert_eq!(got, want, "block size {bs}, request {i}, {keep} kept");
+                reused += keep;
+                // The next request of the conversation sees this one's prompt and answer.
+                let mut all: Vec<Piece> = content.pieces.to_vec();
+                all.push(answer);
+                prev = Some((all, want));
+                history.extend([question, answer]);
+            }
+            assert!(reused > 200, "block size {bs}: the test reuses hashes ({reused})");
         }
     }
 

@@ -522,6 +522,7 @@ impl KvCache {
         1.0 - self.num_free as f64 / (self.num_blocks - 1) as f64
     }
 
+    #[inline]
     fn push_private_free(&mut self, b: BlockId) {
         self.seq += 1;
         self.meta[b as usize].free_seq = self.seq;
@@ -529,11 +530,13 @@ impl KvCache {
         self.num_free += 1;
         self.maybe_compact();
     }
+    #[inline]
     fn take_private_free(&mut self, b: BlockId) {
         debug_assert!(self.meta[b as usize].free_seq != 0, "block {b} is not free");
         self.meta[b as usize].free_seq = 0;
         self.num_free -= 1;
     }
+    #[inline]
     fn release_chain_range(&mut self, c: u32, lo: u32, hi: u32) {
         self.seq += 1;
         self.queue.push_back(FreeEntry::Chain { c, lo, hi, seq: self.seq });
@@ -546,10 +549,15 @@ impl KvCache {
         self.chains[c].touch(n, seq);
     }
     /// Drops stale entries once they outnumber the blocks (amortised O(1) per operation).
+    #[inline]
     fn maybe_compact(&mut self) {
-        if self.queue.len() <= 2 * self.num_blocks as usize + 64 {
-            return;
+        if self.queue.len() > 2 * self.num_blocks as usize + 64 {
+            self.compact_queue();
         }
+    }
+    #[cold]
+    #[inline(never)]
+    fn compact_queue(&mut self) {
         let (meta, chains) = (&self.meta, &self.chains);
         self.queue.retain_mut(|e| match e {
             FreeEntry::Block { b, seq } => meta[*b as usize].free_seq == *seq,

@@ -234,6 +234,8 @@ pub struct Simulation<'a> {
     chain_lens: Vec<u32>,
     /// Buffers of finished requests (own hashes, block list), reused by new ones.
     spare: Vec<(Vec<u64>, Vec<crate::kv_cache::BlockId>)>,
+    /// Per session, the last hashed request's pieces (prompt, then answer) and own hashes.
+    hash_memo: crate::router::fasthash::FastMap<u64, HashMemo>,
     /// Scrapes computed when needed instead of queued (see `engine/scrape.rs`).
     lazy_scrapes: Option<scrape::LazyScrapes>,
     eager_scrapes: bool,
@@ -276,6 +278,7 @@ impl<'a> Simulation<'a> {
             fleet: fleet::Fleet::fixed(p.replicas, streams),
             chain_lens,
             spare: Vec::new(),
+            hash_memo: Default::default(),
             lazy_scrapes: None,
             eager_scrapes: false,
             p,
@@ -414,7 +417,7 @@ impl<'a> Simulation<'a> {
             // Blocks that no index holds, no KV event reports and no lookup can reach are not
             // hashed unless the request is preempted.
             if spec.private_reuse || !spec.novel_private || self.kv_lag.is_some() {
-                hash_own(&spec, self.workload.arena(), &self.chains, &mut own);
+                hash_own_memo(&mut self.hash_memo, &spec, self.workload.arena(), &self.chains, &mut own);
                 debug_assert_eq!(own.len() as u32, own_len);
             }
         }
@@ -813,6 +816,69 @@ impl<'a> Simulation<'a> {
         plan.durations.clear();
         plan.ends.clear();
     }
+}
+
+/// What a session's next request can reuse of this one's hashes.
+#[derive(Default)]
+struct HashMemo {
+    shared: Option<crate::content::SharedRef>,
+    /// The prompt's private pieces, then the answer.
+    pieces: Vec<crate::content::Piece>,
+    own: Vec<u64>,
+}
+
+/// Sessions remembered at most (a bound on memory; forgetting only costs hashing again).
+const HASH_MEMO_SESSIONS: usize = 1 << 16;
+
+/// [`hash_own`] reusing the hashes of the session's previous request over the tokens both
+/// share: a coding assistant's next request repeats the file and the conversation so far, and
+/// hashing them again was ~7 % of the day's instructions. The memo is kept only while the
+/// workload promises that a later request reuses this one's private blocks.
+fn hash_own_memo(
+    memo: &mut crate::router::fasthash::FastMap<u64, HashMemo>,
+    spec: &RequestSpec,
+    arena: &crate::content::ChainArena,
+    chains: &ChainHashes,
+    out: &mut Vec<u64>,
+) {
+    let Some(session) = spec.session else {
+        return hash_own(spec, arena, chains, out);
+    };
+    let answer = crate::content::Piece { key: spec.output_key, start: 0, len: spec.output.0 };
+    let shared = spec.content.shared;
+    let pieces = || spec.content.pieces.iter().copied().chain([answer]);
+    let mut keep = 0;
+    out.clear();
+    if let Some(m) = memo.get(&session).filter(|m| m.shared == shared) {
+        let now: smallvec::SmallVec<[crate::content::Piece; 12]> = pieces().collect();
+        let common = crate::content::common_prefix_tokens(&m.pieces, &now);
+        let bs = chains.block_size as u64;
+        let shared_tokens = shared.map_or(0, |s| s.tokens) as u64;
+        let full = (shared_tokens + common) / bs - spec.content.shared_full_blocks(chains.block_size) as u64;
+        keep = (full as usize).min(m.own.len());
+        out.extend_from_slice(&m.own[..keep]);
+    }
+    spec.content.own_block_hashes_after(arena, chains, &[answer], keep, out);
+    #[cfg(test)]
+    {
+        let mut fresh = Vec::new();
+        hash_own(spec, arena, chains, &mut fresh);
+        assert_eq!(*out, fresh, "request {:?}: hashes reused from its session differ ({keep} kept)", spec.id);
+        tests::HASHES_REUSED.with(|n| n.set(n.get() + keep as u64));
+    }
+    if !spec.private_reuse {
+        memo.remove(&session);
+        return;
+    }
+    if memo.len() >= HASH_MEMO_SESSIONS && !memo.contains_key(&session) {
+        memo.clear();
+    }
+    let m = memo.entry(session).or_default();
+    m.shared = shared;
+    m.pieces.clear();
+    m.pieces.extend(pieces());
+    m.own.clear();
+    m.own.extend_from_slice(out);
 }
 
 /// The block hashes of a request's prompt and answer past its shared chain's full blocks.

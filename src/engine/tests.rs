@@ -9,6 +9,11 @@ use smallvec::smallvec;
 
 const MS: u64 = 1_000_000;
 
+thread_local! {
+    /// Own block hashes the engine took from a session's previous request (this thread).
+    pub(crate) static HASHES_REUSED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 pub(crate) struct VecWorkload {
     pub reqs: VecDeque<RequestSpec>,
     pub arena: ChainArena,
@@ -576,4 +581,62 @@ fn lazy_scrapes_match_scrape_events() {
         }
     }
     assert!(hard_end_cuts >= 24, "the hard end cut busy replicas in {hard_end_cuts} runs");
+}
+
+/// Conversations whose turns repeat the previous prompt and answer (sometimes cut back to the
+/// file alone, sometimes on another file): hashing a turn from its session's previous hashes
+/// gives the hashes (checked in test builds at every reuse) and the results of hashing every
+/// turn from scratch (requests without a session).
+#[test]
+fn session_hash_reuse_changes_nothing() {
+    let mut rng = RngStreams::new(3).stream("test", 0);
+    let mut arena = ChainArena::new();
+    let chains: Vec<_> =
+        (0..2).map(|g| arena.register(vec![Piece { key: 9000 + g, start: 0, len: 37 + 20 * g as u32 }])).collect();
+    let mut reqs = Vec::new();
+    let mut t = 0u64;
+    // Per session: chain, file key, history.
+    let mut sessions: Vec<(usize, u64, Vec<Piece>)> = (0..12).map(|s| (s % 2, 500 + s as u64, Vec::new())).collect();
+    for i in 0..400u64 {
+        t += rng.random_range(0..6 * MS);
+        let s = rng.random_range(0..sessions.len());
+        let (c, file, history) = &mut sessions[s];
+        match rng.random_range(0..10) {
+            0 => history.clear(),
+            1 => {
+                *file += 100;
+                history.clear();
+            }
+            _ => {}
+        }
+        let question = Piece { key: 20_000 + i, start: 0, len: rng.random_range(1..12u32) };
+        let mut r = req(i, 0, 0, 0, rng.random_range(1..20u32));
+        let mut pieces: smallvec::SmallVec<[Piece; 4]> = smallvec![Piece { key: *file, start: 0, len: 21 }];
+        pieces.extend(history.iter().copied());
+        pieces.push(question);
+        let shared = crate::content::SharedRef { chain: chains[*c], tokens: arena.tokens(chains[*c]) - (i % 3) as u32 };
+        r.input = Tokens(shared.tokens + pieces.iter().map(|p| p.len).sum::<u32>());
+        r.content = Content { shared: Some(shared), pieces };
+        r.arrival = SimTime(t);
+        r.session = Some(s as u64);
+        history.extend([question, Piece { key: r.output_key, start: 0, len: r.output.0 }]);
+        reqs.push(r);
+    }
+    let anonymous: Vec<RequestSpec> = reqs.iter().cloned().map(|r| RequestSpec { session: None, ..r }).collect();
+    let p = params(2, 60, 4, 64, 8);
+    HASHES_REUSED.with(|n| n.set(0));
+    let (a, ta, _) = run_with(p.clone(), reqs, arena.clone());
+    // (Each reuse was also checked against hashing from scratch, in `hash_own_memo`.)
+    let reused = HASHES_REUSED.with(|n| n.get());
+    assert!(reused > 2000, "turns reuse their session's hashes ({reused})");
+    let (b, tb, _) = run_with(p, anonymous, arena);
+    assert_eq!(HASHES_REUSED.with(|n| n.get()), reused, "no reuse without sessions");
+    let strip =
+        |v: &[RequestRecord]| v.iter().map(|r| RequestRecord { session: None, ..r.clone() }).collect::<Vec<_>>();
+    assert_eq!(strip(&a), strip(&b));
+    assert_eq!(ta, tb);
+    let hits: u64 = ta.replicas.iter().map(|r| r.prefix_hits).sum();
+    let queries: u64 = ta.replicas.iter().map(|r| r.prefix_queries).sum();
+    assert!(hits * 4 > queries, "turns hit their history ({hits} of {queries} tokens)");
+    assert!(ta.replicas.iter().map(|r| r.preemptions).sum::<u64>() > 0, "preempted turns resume");
 }
