@@ -211,6 +211,15 @@ impl Observer for Recorder {
 mod tests {
     use super::*;
 
+    /// The reference: `(duration, weight)` pairs sorted by duration, equal durations summed.
+    fn merged(all: &[(u64, u64)]) -> Vec<(u64, u64)> {
+        let mut want: std::collections::BTreeMap<u64, u64> = Default::default();
+        for &(d, w) in all {
+            *want.entry(d).or_default() += w;
+        }
+        want.into_iter().collect()
+    }
+
     #[test]
     fn itl_samples_merge_exactly() {
         let mut s = ItlSamples::new();
@@ -239,14 +248,7 @@ mod tests {
                 s.compact();
             }
         }
-        all.sort_unstable_by_key(|p| p.0);
-        let mut want: Vec<(u64, u64)> = Vec::new();
-        for p in all {
-            match want.last_mut() {
-                Some(l) if l.0 == p.0 => l.1 += p.1,
-                _ => want.push(p),
-            }
-        }
+        let want = merged(&all);
         assert_eq!(want.len(), 699, "distinct durations drawn");
         assert_eq!(s.sorted(), &want[..]);
         assert_eq!(s.total_weight(), want.iter().map(|p| p.1).sum::<u64>());
@@ -276,11 +278,7 @@ mod tests {
         s.push(3, (1 << 24) - 2);
         s.push(3, 5);
         all.extend([(3, (1 << 24) - 2), (3, 5)]);
-        let mut want: std::collections::BTreeMap<u64, u64> = Default::default();
-        for (d, w) in all {
-            *want.entry(d).or_default() += w;
-        }
-        let want: Vec<(u64, u64)> = want.into_iter().collect();
+        let want = merged(&all);
         assert_eq!(s.total_weight(), want.iter().map(|p| p.1).sum::<u64>());
         assert_eq!(s.sorted(), &want[..]);
         assert!(want.len() > 60 && want.iter().any(|p| p.0 >= 1 << 40));
