@@ -97,9 +97,15 @@ fn put_opt_ns(out: &mut Vec<u8>, ns: Option<u64>) {
     }
 }
 
+/// Shortest round-trip decimal (ryu), the digits of a whole number below 10^16 included
+/// ("1234.0"). Whole numbers are common (token rates over a 1 s tick) and take the cheaper
+/// integer formatting, with ryu's bytes.
 #[inline]
 fn put_f64(out: &mut Vec<u8>, v: f64) {
-    if v.is_finite() {
+    if v.is_sign_positive() && v < 1e16 && (v as u64) as f64 == v {
+        put_int(out, v as u64);
+        out.extend_from_slice(b".0");
+    } else if v.is_finite() {
         out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
     }
 }
@@ -501,4 +507,33 @@ pub fn write_outputs(
         write_atomic(&dir.join(TIMESERIES_CSV), ts)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::put_f64;
+
+    #[test]
+    fn whole_numbers_format_as_ryu_does() {
+        let ryu_bytes = |v: f64| if v.is_finite() { ryu::Buffer::new().format_finite(v).to_string() } else { String::new() };
+        let mut vals = vec![0.0, -0.0, 1.0, -1.0, 0.5, 7.25, 1e15, 1e16 - 2.0, 1e16, 1e17, 123456789.0, f64::MAX];
+        vals.extend([f64::INFINITY, f64::NEG_INFINITY, f64::NAN, f64::MIN_POSITIVE, 2f64.powi(53), 2f64.powi(53) + 2.0]);
+        let mut x = 5u64;
+        for _ in 0..20_000 {
+            x = crate::rng::splitmix64(x);
+            let digits = (x % 17) as i32;
+            let whole = ((x >> 8) % 10u64.pow(digits as u32).max(1)) as f64;
+            vals.push(whole);
+            vals.push(whole / 4.0);
+            vals.push(f64::from_bits(x >> 1));
+        }
+        for v in vals {
+            let mut out = Vec::new();
+            put_f64(&mut out, v);
+            assert_eq!(String::from_utf8(out).unwrap(), ryu_bytes(v), "{v:e}");
+        }
+        let mut out = Vec::new();
+        put_f64(&mut out, 1234.0);
+        assert_eq!(out, b"1234.0");
+    }
 }

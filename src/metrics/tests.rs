@@ -62,6 +62,38 @@ fn weighted_percentile_equals_expanded_percentile() {
 }
 
 #[test]
+fn stats_by_selection_equal_stats_of_the_sorted_values() {
+    // Selection must return the very values (bits included) a sort puts at each rank.
+    let mut x = 11u64;
+    let mut next = |m: u64| {
+        x = splitmix64(x);
+        x % m
+    };
+    for trial in 0..300 {
+        let n = 1 + next(if trial % 3 == 0 { 8 } else { 3000 }) as usize;
+        let distinct = 1 + next(n as u64 + 1);
+        let v: Vec<f64> = (0..n)
+            .map(|_| match next(20) {
+                0 => -0.0,
+                1 => 0.0,
+                2 => f64::INFINITY,
+                _ => next(distinct) as f64 * 0.001,
+            })
+            .collect();
+        let s = Stats::from_secs(v.clone());
+        let sorted = secs(&v);
+        let bits = |o: Option<f64>| o.map(f64::to_bits);
+        assert_eq!(s.count, n as u64);
+        for (got, p) in [(s.p50, 50.0), (s.p90, 90.0), (s.p99, 99.0), (s.max, 100.0)] {
+            assert_eq!(bits(got), bits(percentile(&sorted, p)), "trial {trial} n {n} p{p}");
+        }
+        assert_eq!(bits(s.mean), Some((v.iter().sum::<f64>() / n as f64).to_bits()), "trial {trial}");
+    }
+    let s = Stats::from_secs(vec![0.4, 0.1, 0.3, 0.2]);
+    assert_eq!((s.p50, s.p90, s.p99, s.max), (Some(0.2), Some(0.4), Some(0.4), Some(0.4)));
+}
+
+#[test]
 fn stats_of_empty_set_are_null() {
     let s = Stats::from_secs(vec![]);
     assert_eq!(s.count, 0);
