@@ -43,7 +43,7 @@
 //!   keeps the first, so a duplicate is found only through its owner.
 
 use crate::content::ChainId;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Block ids are indices into the pool; 0 is vLLM's null block and never allocated.
@@ -229,65 +229,6 @@ enum FreeEntry {
         unhashed: u32,
         hashed: u32,
     },
-}
-
-/// The LRU free queue: a vector popped by advancing `head`. `VecDeque`'s index arithmetic on
-/// every pop and look-ahead was ~3 % of a coding day's instructions (a power-of-two ring with a
-/// mask did worse, for its bounds checks). The popped prefix is dropped when a push finds the
-/// vector full and the prefix at least half of it, so memory stays within twice the live
-/// entries and an entry is moved once per push at most.
-#[derive(Clone, Debug, Default)]
-struct FreeQueue {
-    v: Vec<FreeEntry>,
-    head: usize,
-}
-
-impl FreeQueue {
-    fn with_capacity(n: usize) -> Self {
-        FreeQueue { v: Vec::with_capacity(n), head: 0 }
-    }
-    #[inline]
-    fn len(&self) -> usize {
-        self.v.len() - self.head
-    }
-    #[inline]
-    fn front(&self) -> Option<&FreeEntry> {
-        self.v.get(self.head)
-    }
-    #[inline]
-    fn front_mut(&mut self) -> Option<&mut FreeEntry> {
-        self.v.get_mut(self.head)
-    }
-    /// The entry `i` places behind the head.
-    #[inline]
-    fn get(&self, i: usize) -> Option<&FreeEntry> {
-        self.v.get(self.head + i)
-    }
-    /// Drops the head entry (the caller has read it).
-    #[inline]
-    fn pop_front(&mut self) {
-        debug_assert!(self.head < self.v.len(), "pop on an empty free queue");
-        self.head += 1;
-    }
-    #[inline]
-    fn push_back(&mut self, e: FreeEntry) {
-        if self.v.len() == self.v.capacity() && self.head * 2 >= self.v.len() {
-            self.drop_popped();
-        }
-        self.v.push(e);
-    }
-    #[cold]
-    fn drop_popped(&mut self) {
-        self.v.drain(..self.head);
-        self.head = 0;
-    }
-    fn iter(&self) -> std::slice::Iter<'_, FreeEntry> {
-        self.v[self.head..].iter()
-    }
-    fn retain_mut(&mut self, f: impl FnMut(&mut FreeEntry) -> bool) {
-        self.drop_popped();
-        self.v.retain_mut(f);
-    }
 }
 
 /// KV events, recorded only when enabled (for the precise prefix-cache router).
@@ -512,7 +453,7 @@ pub struct KvCache {
     /// Per-block state, one record per block: allocation and eviction touch blocks in LRU
     /// order, i.e. at random ids, so each field in an array of its own cost a cache miss each.
     meta: Vec<BlockMeta>,
-    queue: FreeQueue,
+    queue: VecDeque<FreeEntry>,
     seq: u64,
     num_free: u32,
     num_cached: u32,
@@ -537,7 +478,7 @@ impl KvCache {
             num_blocks,
             prefix_caching,
             meta: vec![BlockMeta::default(); n],
-            queue: FreeQueue::with_capacity(n),
+            queue: VecDeque::with_capacity(n),
             seq: 0,
             num_free: 0,
             num_cached: 0,
@@ -1091,7 +1032,7 @@ impl KvCache {
         let mut seen = vec![false; self.num_blocks as usize];
         let mut free = 0u32;
         let (mut anon_free, mut anon_free_cached) = (0u32, 0u32);
-        for e in self.queue.iter() {
+        for e in &self.queue {
             match *e {
                 FreeEntry::Anon { unhashed, hashed } => {
                     assert!(unhashed + hashed > 0, "empty anonymous entry");
@@ -1227,59 +1168,6 @@ mod tests {
     }
 
     #[test]
-    fn free_queue_behaves_like_a_deque() {
-        // Pushes, pops, look-aheads, head edits and retains against `VecDeque`, with the
-        // popped prefix dropped and the vector grown along the way.
-        let mut q = FreeQueue::with_capacity(4);
-        let mut want = std::collections::VecDeque::new();
-        let mut x = 3u64;
-        let (mut drops, mut grows) = (0, 0);
-        for step in 0..60_000u64 {
-            x = crate::rng::splitmix64(x);
-            let (cap, head) = (q.v.capacity(), q.head);
-            // Phases of growth and of shrinking.
-            let (pushes, pops) = [(6, 2), (4, 4), (2, 6)][(step / 700) as usize % 3];
-            match x % 10 {
-                r if r < pushes => {
-                    let e = FreeEntry::Block { b: (x >> 40) as u32, seq: step };
-                    q.push_back(e);
-                    want.push_back(e);
-                    drops += (q.head < head) as u32;
-                    grows += (q.v.capacity() > cap) as u32;
-                }
-                r if r < pushes + pops => {
-                    if want.is_empty() {
-                        continue;
-                    }
-                    q.pop_front();
-                    want.pop_front();
-                }
-                8 if x & 1 == 0 => {
-                    if let Some(FreeEntry::Block { seq, .. }) = q.front_mut() {
-                        *seq += 1;
-                    }
-                    if let Some(FreeEntry::Block { seq, .. }) = want.front_mut() {
-                        *seq += 1;
-                    }
-                }
-                _ if step % 997 == 9 => {
-                    let keep = |e: &mut FreeEntry| matches!(e, FreeEntry::Block { b, .. } if *b % 3 != 0);
-                    q.retain_mut(keep);
-                    want.retain_mut(keep);
-                }
-                _ => {}
-            }
-            let k = (x >> 20) as usize % 40;
-            assert_eq!(q.len(), want.len(), "step {step}");
-            assert_eq!(format!("{:?}", q.get(k)), format!("{:?}", want.get(k)), "step {step}");
-            assert_eq!(format!("{:?}", q.front()), format!("{:?}", want.front()), "step {step}");
-        }
-        assert_eq!(format!("{:?}", q.iter().collect::<Vec<_>>()), format!("{:?}", want.iter().collect::<Vec<_>>()));
-        assert!(drops > 10 && grows > 2, "{drops} drops, {grows} grows");
-        assert!(q.v.capacity() <= 4 * want.len().max(16), "capacity {} for {} entries", q.v.capacity(), want.len());
-    }
-
-    #[test]
     fn touched_free_hits_count_against_capacity() {
         let mut kv = KvCache::new(5, 4, true, &[]); // 4 usable
         let h = [1, 2, 3];
@@ -1366,7 +1254,6 @@ mod reference {
     use super::*;
     use crate::rng::RngStreams;
     use rand::RngExt;
-    use std::collections::VecDeque;
 
     /// The reference: vLLM's block pool written the obvious way.
     struct Naive {
