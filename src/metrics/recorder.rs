@@ -49,7 +49,8 @@ pub struct ItlSamples {
 
 /// Samples pushed at least between compactions. Each compaction copies the whole sorted part
 /// (~0.8 M distinct durations in the coding-assistant day): at 1 M that copying was as much
-/// work as the sorting; at 2 M, 16 MiB more memory, it is half.
+/// work as the sorting; at 2 M, 16 MiB more memory, it is half, and the day has ~6.5 M fewer
+/// last-level cache misses (cachegrind, 32 MiB).
 const ITL_MIN_TAIL: usize = 1 << 21;
 const WEIGHT_BITS: u32 = 24;
 const WEIGHT_MASK: u64 = (1 << WEIGHT_BITS) - 1;
