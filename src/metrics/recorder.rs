@@ -31,9 +31,8 @@ pub struct ReplicaSteps {
 /// Pushing is O(1); when the new samples outnumber the sorted part (and [`ITL_MIN_TAIL`]), they
 /// are radix-sorted and merged into the sorted part, equal durations summed, so memory is
 /// bounded by twice the number of distinct durations plus [`ITL_MIN_TAIL`] words, and no
-/// precision is lost. New samples are
-/// packed into one word (duration above [`WEIGHT_BITS`] bits of weight): a day has one per
-/// engine step, and the sort moves half the bytes.
+/// precision is lost. New samples are packed into one word (duration above [`WEIGHT_BITS`]
+/// bits of weight): a day has one per engine step, and the sort moves half the bytes.
 #[derive(Clone, Debug, Default)]
 pub struct ItlSamples {
     /// Sorted by duration, durations distinct.

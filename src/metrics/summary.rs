@@ -105,7 +105,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// From unsorted values in seconds (sorted here; NaNs must not occur).
+    /// From unsorted values in seconds (NaNs must not occur).
     ///
     /// The mean sums in the given order; the percentiles are the nearest-rank values, found
     /// by selection (a full sort was ~6 % of a short run's instructions).
