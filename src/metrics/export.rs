@@ -515,9 +515,17 @@ mod tests {
 
     #[test]
     fn whole_numbers_format_as_ryu_does() {
-        let ryu_bytes = |v: f64| if v.is_finite() { ryu::Buffer::new().format_finite(v).to_string() } else { String::new() };
+        let ryu_bytes =
+            |v: f64| if v.is_finite() { ryu::Buffer::new().format_finite(v).to_string() } else { String::new() };
         let mut vals = vec![0.0, -0.0, 1.0, -1.0, 0.5, 7.25, 1e15, 1e16 - 2.0, 1e16, 1e17, 123456789.0, f64::MAX];
-        vals.extend([f64::INFINITY, f64::NEG_INFINITY, f64::NAN, f64::MIN_POSITIVE, 2f64.powi(53), 2f64.powi(53) + 2.0]);
+        vals.extend([
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            f64::MIN_POSITIVE,
+            2f64.powi(53),
+            2f64.powi(53) + 2.0,
+        ]);
         let mut x = 5u64;
         for _ in 0..20_000 {
             x = crate::rng::splitmix64(x);

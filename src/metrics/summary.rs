@@ -115,7 +115,8 @@ impl Stats {
         }
         let n = values.len() as u64;
         let mean = values.iter().sum::<f64>() / n as f64;
-        let [p50, p90, p99, max] = select_ranks(&mut values, [nearest_rank(50.0, n), nearest_rank(90.0, n), nearest_rank(99.0, n), n]);
+        let [p50, p90, p99, max] =
+            select_ranks(&mut values, [nearest_rank(50.0, n), nearest_rank(90.0, n), nearest_rank(99.0, n), n]);
         Stats { mean: Some(mean), p50: Some(p50), p90: Some(p90), p99: Some(p99), max: Some(max), count: n }
     }
 

@@ -34,13 +34,18 @@ fn percentile_nearest_rank_hand_computed() {
     assert_eq!(percentile(&hundred, 29.0), Some(29));
 }
 
-#[test]
-fn weighted_percentile_equals_expanded_percentile() {
-    let mut state = 42u64;
-    let mut next = |m: u64| {
+/// Seeded draws in `0..m` (splitmix64).
+fn below(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed;
+    move |m| {
         state = splitmix64(state);
         state % m
-    };
+    }
+}
+
+#[test]
+fn weighted_percentile_equals_expanded_percentile() {
+    let mut next = below(42);
     for trial in 0..2000 {
         let len = 1 + next(8) as usize;
         let mut pairs: Vec<(u64, u64)> = (0..len).map(|_| (next(6), next(5))).collect();
@@ -64,11 +69,7 @@ fn weighted_percentile_equals_expanded_percentile() {
 #[test]
 fn stats_by_selection_equal_stats_of_the_sorted_values() {
     // Selection must return the very values (bits included) a sort puts at each rank.
-    let mut x = 11u64;
-    let mut next = |m: u64| {
-        x = splitmix64(x);
-        x % m
-    };
+    let mut next = below(11);
     for trial in 0..300 {
         let n = 1 + next(if trial % 3 == 0 { 8 } else { 3000 }) as usize;
         let distinct = 1 + next(n as u64 + 1);
