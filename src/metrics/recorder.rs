@@ -1,9 +1,9 @@
 //! The [`Recorder`]: the observer that keeps the raw rows every report is computed from.
 //!
-//! Hot-path cost is a `Vec::push` per event (plus a rare amortised compaction of the ITL
-//! samples). Memory for a day-long run (~1M requests, ~10M steps): request records ≈ 100 B
-//! each, ITL samples 16 B per distinct-duration step (exact durations are merged, so the ITL
-//! store shrinks to the number of distinct step durations), tick rows ≈ 90 B per replica per tick.
+//! Hot-path cost is a `Vec::push` per event. Memory for a day-long run (~1M requests, ~10M
+//! steps): request records ≈ 100 B each, ITL samples 8 B per engine step up to 2^24 steps
+//! (128 MiB; beyond that they are sorted and merged, 16 B per distinct duration), tick rows
+//! ≈ 90 B per replica per tick.
 
 use super::record::RequestRecord;
 use super::{FleetSample, Observer, ReplicaSample};
@@ -28,12 +28,14 @@ pub struct ReplicaSteps {
 
 /// Pooled inter-token-latency samples: exact durations (ns) with integer weights.
 ///
-/// Pushing is O(1); when the new samples outnumber the sorted part (and [`ITL_MIN_TAIL`]), they
-/// are radix-sorted and merged into the sorted part, equal durations summed, so memory is
-/// bounded by twice the number of distinct durations plus [`ITL_MIN_TAIL`] words, and no
-/// precision is lost. New samples are packed into one word (duration above [`WEIGHT_BITS`]
-/// bits of weight): a day has one per engine step, and the sort moves half the bytes.
-#[derive(Clone, Debug, Default)]
+/// Pushing is O(1): a sample is packed into one word (duration above [`WEIGHT_BITS`] bits of
+/// weight) and appended; a day has one per engine step. The statistics come from the unsorted
+/// samples by selection ([`ItlSamples::stats_parts`]): three linear passes, where sorting them
+/// had been ~11 % of the coding-assistant day's instructions. Only past [`ITL_KEEP`] unsorted
+/// samples (128 MiB) are they radix-sorted, in chunks of [`ITL_CHUNK`], and merged into a
+/// sorted part with equal durations summed, so memory stays bounded for runs of any length
+/// (by [`ITL_KEEP`] words plus twice the number of distinct durations) and nothing is rounded.
+#[derive(Clone, Debug)]
 pub struct ItlSamples {
     /// Sorted by duration, durations distinct.
     sorted: Vec<(u64, u64)>,
@@ -41,22 +43,50 @@ pub struct ItlSamples {
     tail: Vec<u64>,
     /// Pushed since the last compaction and too large to pack (durations over 18 minutes).
     wide: Vec<(u64, u64)>,
-    compact_at: usize,
+    /// Unsorted samples that trigger a compaction.
+    keep: usize,
+    /// Samples radix-sorted at a time when compacting.
+    chunk_len: usize,
     scratch: Vec<(u64, u64)>,
-    scratch_tail: Vec<u64>,
+    chunk: Vec<u64>,
+    scratch_chunk: Vec<u64>,
 }
 
-/// Samples pushed at least between compactions. Each compaction copies the whole sorted part
-/// (~0.8 M distinct durations in the coding-assistant day): at 1 M that copying was as much
-/// work as the sorting; at 2 M, 16 MiB more memory, it is half, and the day has ~6.5 M fewer
-/// last-level cache misses (cachegrind, 32 MiB).
-const ITL_MIN_TAIL: usize = 1 << 21;
+/// Unsorted samples kept before they are sorted into the sorted part: 2^24 (128 MiB) holds
+/// the engine steps of the coding-assistant day (~13 M) and of `servesim bench`'s million-request
+/// minimal run (~15 M).
+const ITL_KEEP: usize = 1 << 24;
+/// Samples radix-sorted at a time when compacting (16 MiB and its scratch buffer).
+const ITL_CHUNK: usize = 1 << 21;
 const WEIGHT_BITS: u32 = 24;
 const WEIGHT_MASK: u64 = (1 << WEIGHT_BITS) - 1;
+/// Buckets of the selection's histogram (512 KiB of counts: it stays in the L2 cache).
+const SELECT_BITS: u32 = 16;
+
+impl Default for ItlSamples {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl ItlSamples {
     pub fn new() -> Self {
-        ItlSamples { compact_at: ITL_MIN_TAIL, ..Default::default() }
+        Self::with_limits(ITL_KEEP, ITL_CHUNK)
+    }
+
+    /// Compacting whenever `keep` samples are unsorted, `chunk` at a time (tests use small
+    /// values).
+    pub fn with_limits(keep: usize, chunk: usize) -> Self {
+        ItlSamples {
+            chunk_len: chunk.max(1),
+            sorted: Vec::new(),
+            tail: Vec::new(),
+            wide: Vec::new(),
+            keep: keep.max(1),
+            scratch: Vec::new(),
+            chunk: Vec::new(),
+            scratch_chunk: Vec::new(),
+        }
     }
 
     /// Adds `weight` gaps of `duration_ns` each. Zero weights are ignored.
@@ -77,51 +107,57 @@ impl ItlSamples {
         } else {
             self.wide.push((duration_ns, weight));
         }
-        if self.sorted.len() + self.tail.len() + self.wide.len() >= self.compact_at.max(ITL_MIN_TAIL) {
+        if self.tail.len() + self.wide.len() >= self.keep {
             self.compact();
-            self.compact_at = self.sorted.len() + self.sorted.len().max(ITL_MIN_TAIL);
         }
     }
 
-    /// Sorts the samples pushed since the last compaction and merges them with the sorted
-    /// part in one linear pass (a long run compacts a few dozen times, and re-sorting the
-    /// sorted part dominated).
+    /// Sorts the unsorted samples into the sorted part, a chunk at a time: each chunk is
+    /// radix-sorted and merged with the sorted part in one linear pass.
     pub fn compact(&mut self) {
-        if self.tail.is_empty() && self.wide.is_empty() {
-            return;
-        }
-        super::radix::sort_by_u64_key(&mut self.tail, &mut self.scratch_tail, |&x| x >> WEIGHT_BITS);
-        let unpack = |x: u64| (x >> WEIGHT_BITS, x & WEIGHT_MASK);
         if !self.wide.is_empty() {
-            // Rare: sorted together with the packed ones, by a comparison sort.
-            self.wide.extend(self.tail.drain(..).map(unpack));
-            self.wide.sort_unstable_by_key(|s| s.0);
+            // Rare: sorted by a comparison sort and merged on their own.
+            let mut wide = std::mem::take(&mut self.wide);
+            wide.sort_unstable_by_key(|s| s.0);
+            self.merge(wide.iter().copied());
+            wide.clear();
+            self.wide = wide;
         }
+        let unpack = |x: u64| (x >> WEIGHT_BITS, x & WEIGHT_MASK);
+        let mut start = 0;
+        while start < self.tail.len() {
+            let end = (start + self.chunk_len).min(self.tail.len());
+            let mut chunk = std::mem::take(&mut self.chunk);
+            chunk.clear();
+            chunk.extend_from_slice(&self.tail[start..end]);
+            super::radix::sort_by_u64_key(&mut chunk, &mut self.scratch_chunk, |&x| x >> WEIGHT_BITS);
+            self.merge(chunk.iter().map(|&x| unpack(x)));
+            self.chunk = chunk;
+            start = end;
+        }
+        self.tail.clear();
+    }
+
+    /// Merges ascending `(duration, weight)` pairs into the sorted part.
+    fn merge(&mut self, new: impl Iterator<Item = (u64, u64)>) {
         let out = &mut self.scratch;
         out.clear();
-        out.reserve(self.sorted.len() + self.tail.len() + self.wide.len());
+        out.reserve(self.sorted.len() + new.size_hint().0);
         let mut add = |x: (u64, u64)| match out.last_mut() {
             Some(last) if last.0 == x.0 => last.1 += x.1,
             _ => out.push(x),
         };
         let a = &self.sorted;
         let mut i = 0;
-        let mut merge = |x: (u64, u64)| {
+        for x in new {
             while i < a.len() && a[i].0 <= x.0 {
                 add(a[i]);
                 i += 1;
             }
             add(x);
-        };
-        if self.wide.is_empty() {
-            self.tail.iter().for_each(|&x| merge(unpack(x)));
-        } else {
-            self.wide.iter().for_each(|&x| merge(x));
         }
         a[i..].iter().for_each(|&x| add(x));
         std::mem::swap(&mut self.sorted, &mut self.scratch);
-        self.tail.clear();
-        self.wide.clear();
     }
 
     /// Sorted, merged `(duration_ns, weight)` pairs (compacts first).
@@ -130,10 +166,89 @@ impl ItlSamples {
         &self.sorted
     }
 
+    /// Every sample, unpacked, in no particular order.
+    fn each(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let unpack = |&x: &u64| (x >> WEIGHT_BITS, x & WEIGHT_MASK);
+        self.sorted.iter().copied().chain(self.wide.iter().copied()).chain(self.tail.iter().map(unpack))
+    }
+
     /// Total weight (number of gaps).
     pub fn total_weight(&self) -> u64 {
-        let packed: u64 = self.tail.iter().map(|&x| x & WEIGHT_MASK).sum();
-        self.sorted.iter().chain(&self.wide).map(|s| s.1).sum::<u64>() + packed
+        self.each().map(|s| s.1).sum()
+    }
+
+    /// Σ weight, Σ duration × weight, and the smallest and largest duration (`None` when there
+    /// are no samples).
+    pub fn totals(&self) -> (u64, u128, Option<(u64, u64)>) {
+        let (mut total, mut sum, mut lo, mut hi) = (0u64, 0u128, u64::MAX, 0u64);
+        for (d, w) in self.each() {
+            total += w;
+            sum += d as u128 * w as u128;
+            lo = lo.min(d);
+            hi = hi.max(d);
+        }
+        (total, sum, (total > 0).then_some((lo, hi)))
+    }
+
+    /// For each weighted rank `r` (1-based, ascending, each at most the total weight), the
+    /// smallest duration whose cumulative weight reaches `r`: what a scan of [`Self::sorted`]
+    /// would give, without sorting. One pass builds a histogram of weights over
+    /// [`SELECT_BITS`]-bit buckets of the duration range, a second gathers the samples of the
+    /// (at most `K`) buckets the ranks fall in, and only those are sorted. `range` is the
+    /// smallest and largest duration ([`Self::totals`]).
+    pub fn durations_at_ranks<const K: usize>(&self, ranks: [u64; K], range: (u64, u64)) -> [u64; K] {
+        let (lo, hi) = range;
+        let span_bits = 64 - (hi - lo).leading_zeros();
+        let shift = span_bits.saturating_sub(SELECT_BITS);
+        let bucket = |d: u64| ((d - lo) >> shift) as usize;
+        let mut hist = vec![0u64; 1 << SELECT_BITS];
+        for (d, w) in self.each() {
+            hist[bucket(d)] += w;
+        }
+        // The bucket each rank falls in, and the weight below that bucket.
+        let mut at = [(0usize, 0u64); K];
+        let (mut b, mut below) = (0usize, 0u64);
+        for (k, &r) in ranks.iter().enumerate() {
+            debug_assert!(k == 0 || ranks[k - 1] <= r, "ranks ascend");
+            while below + hist[b] < r {
+                below += hist[b];
+                b += 1;
+            }
+            at[k] = (b, below);
+        }
+        // Gather the samples of those buckets (slot 0 of `which`: not wanted).
+        let mut which = vec![0u8; 1 << SELECT_BITS];
+        let mut gathered: Vec<Vec<(u64, u64)>> = Vec::new();
+        for &(b, _) in &at {
+            if which[b] == 0 {
+                gathered.push(Vec::with_capacity(hist[b].min(1 << 20) as usize));
+                which[b] = gathered.len() as u8;
+            }
+        }
+        for (d, w) in self.each() {
+            let g = which[bucket(d)];
+            if g != 0 {
+                gathered[g as usize - 1].push((d, w));
+            }
+        }
+        for g in gathered.iter_mut() {
+            g.sort_unstable_by_key(|s| s.0);
+        }
+        let mut out = [0u64; K];
+        for (k, &r) in ranks.iter().enumerate() {
+            let (b, below) = at[k];
+            let mut cum = below;
+            let g = &gathered[which[b] as usize - 1];
+            out[k] = g
+                .iter()
+                .find(|&&(_, w)| {
+                    cum += w;
+                    cum >= r
+                })
+                .expect("the bucket's weight reaches the rank")
+                .0;
+        }
+        out
     }
 }
 
@@ -256,6 +371,28 @@ mod tests {
         assert_eq!(want.len(), 699, "distinct durations drawn");
         assert_eq!(s.sorted(), &want[..]);
         assert_eq!(s.total_weight(), want.iter().map(|p| p.1).sum::<u64>());
+    }
+
+    #[test]
+    fn compactions_by_count_and_in_chunks_equal_one_sort() {
+        // Compactions triggered every 700 unsorted samples, each sorting 128 at a time, wide
+        // samples among them: the same pairs as sorting everything once.
+        let mut s = ItlSamples::with_limits(700, 128);
+        let mut all: Vec<(u64, u64)> = Vec::new();
+        let mut x = 4242u64;
+        for k in 0..5000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let d = if k % 97 == 0 { (1 << 41) + (x >> 62) } else { (x >> 33) % 900 };
+            let w = 1 + (x >> 20) % 4;
+            s.push(d, w);
+            all.push((d, w));
+            if k == 2100 {
+                assert!(s.tail.len() < 700 && s.sorted.len() > 600, "compacted by count");
+            }
+        }
+        let want = merged(&all);
+        assert_eq!(s.total_weight(), want.iter().map(|p| p.1).sum::<u64>());
+        assert_eq!(s.sorted(), &want[..]);
     }
 
     #[test]

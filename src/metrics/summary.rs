@@ -25,7 +25,7 @@
 //! completed requests and their tokens, divided by the simulated span.
 
 use super::record::{Outcome, RequestRecord};
-use super::recorder::Recorder;
+use super::recorder::{ItlSamples, Recorder};
 use crate::catalog::Price;
 use crate::scenario::raw::SloFile;
 use crate::units::{NANOS_PER_SEC, SimDuration};
@@ -118,6 +118,25 @@ impl Stats {
         let [p50, p90, p99, max] =
             select_ranks(&mut values, [nearest_rank(50.0, n), nearest_rank(90.0, n), nearest_rank(99.0, n), n]);
         Stats { mean: Some(mean), p50: Some(p50), p90: Some(p90), p99: Some(p99), max: Some(max), count: n }
+    }
+
+    /// From pooled ITL samples, by selection (equal to [`Stats::from_weighted_ns`] of
+    /// their sorted pairs).
+    pub fn from_itl(samples: &ItlSamples) -> Stats {
+        let (total, sum, range) = samples.totals();
+        let Some(range) = range else {
+            return Stats::default();
+        };
+        let secs = |ns: u64| ns as f64 / NANOS_PER_SEC as f64;
+        let [p50, p90, p99] = samples.durations_at_ranks([50.0, 90.0, 99.0].map(|p| nearest_rank(p, total)), range);
+        Stats {
+            mean: Some(sum as f64 / total as f64 / NANOS_PER_SEC as f64),
+            p50: Some(secs(p50)),
+            p90: Some(secs(p90)),
+            p99: Some(secs(p99)),
+            max: Some(secs(range.1)),
+            count: total,
+        }
     }
 
     /// From `(nanoseconds, weight)` pairs ascending by duration (pooled ITL).
@@ -477,7 +496,7 @@ impl Summary {
             requests: counts,
             ttft_s,
             tpot_s,
-            itl_s: Stats::from_weighted_ns(recorder.itl.sorted()),
+            itl_s: Stats::from_itl(&recorder.itl),
             e2e_s,
             queue_s: Stats::from_secs(queue),
             throughput,

@@ -95,6 +95,52 @@ fn stats_by_selection_equal_stats_of_the_sorted_values() {
 }
 
 #[test]
+fn itl_ranks_by_selection_equal_a_scan_of_the_sorted_pairs() {
+    // Every rank of small populations, and the summary's ranks of large ones: narrow and
+    // wide duration ranges (one selection bucket or many), one duration only, wide samples,
+    // and a sorted part left by compactions.
+    let mut next = below(5);
+    for trial in 0..400 {
+        let mut s =
+            if trial % 4 == 0 { ItlSamples::with_limits(1 + next(300) as usize, 64) } else { ItlSamples::new() };
+        let n = 1 + next(if trial % 2 == 0 { 40 } else { 20_000 });
+        let base = next(1 << 30);
+        let span = match trial % 5 {
+            0 => 1,
+            1 => 1 + next(100),
+            2 => 1 + next(1 << 16),
+            _ => 1 + next(1 << 26),
+        };
+        for _ in 0..n {
+            let d = if next(500) == 0 { (1 << 40) + next(1 << 20) } else { base + next(span) };
+            let w = if next(300) == 0 { (1 << 24) + next(9) } else { 1 + next(5) };
+            s.push(d, w);
+        }
+        let (total, _, range) = s.totals();
+        let range = range.expect("samples");
+        let pairs = s.clone().sorted().to_vec();
+        assert_eq!(range, (pairs[0].0, pairs[pairs.len() - 1].0), "trial {trial}");
+        let ranks: Vec<u64> = if total <= 400 {
+            (1..=total).collect()
+        } else {
+            [50.0, 90.0, 99.0, 100.0].iter().map(|&p| summary::nearest_rank(p, total)).collect()
+        };
+        for r in ranks {
+            let mut cum = 0;
+            let want = pairs.iter().find(|p| {
+                cum += p.1;
+                cum >= r
+            });
+            assert_eq!(Some(s.durations_at_ranks([r], range)[0]), want.map(|p| p.0), "trial {trial} rank {r}");
+        }
+        let st = Stats::from_itl(&s);
+        assert_eq!(st, Stats::from_weighted_ns(&pairs), "trial {trial}");
+        assert_eq!(st.count, total);
+    }
+    assert_eq!(Stats::from_itl(&ItlSamples::new()), Stats::default());
+}
+
+#[test]
 fn stats_of_empty_set_are_null() {
     let s = Stats::from_secs(vec![]);
     assert_eq!(s.count, 0);
@@ -109,7 +155,8 @@ fn itl_stats_pool_weighted_steps_and_single_gaps() {
     let b = BatchShape::default();
     r.on_steps(SimTime(0), ReplicaId(0), &b, &[SimDuration::from_millis(10), SimDuration::from_millis(20)], 3);
     r.on_itl_gap(SimDuration::from_millis(40));
-    let st = Stats::from_weighted_ns(r.itl.sorted());
+    let st = Stats::from_itl(&r.itl);
+    assert_eq!(st, Stats::from_weighted_ns(r.itl.sorted()));
     // Expanded: 10,10,10,20,20,20,40 (ms).
     assert_eq!(st.count, 7);
     assert_eq!(st.p50, Some(0.020));
