@@ -166,27 +166,33 @@ impl ItlSamples {
         &self.sorted
     }
 
-    /// Every sample, unpacked, in no particular order.
-    fn each(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let unpack = |&x: &u64| (x >> WEIGHT_BITS, x & WEIGHT_MASK);
-        self.sorted.iter().copied().chain(self.wide.iter().copied()).chain(self.tail.iter().map(unpack))
+    /// Calls `f(duration, weight)` for every sample, in no particular order (one tight loop
+    /// per part: a chained iterator cost twice the instructions).
+    #[inline]
+    fn for_each(&self, mut f: impl FnMut(u64, u64)) {
+        self.sorted.iter().chain(&self.wide).for_each(|&(d, w)| f(d, w));
+        for &x in &self.tail {
+            f(x >> WEIGHT_BITS, x & WEIGHT_MASK);
+        }
     }
 
     /// Total weight (number of gaps).
     pub fn total_weight(&self) -> u64 {
-        self.each().map(|s| s.1).sum()
+        let mut total = 0;
+        self.for_each(|_, w| total += w);
+        total
     }
 
     /// Σ weight, Σ duration × weight, and the smallest and largest duration (`None` when there
     /// are no samples).
     pub fn totals(&self) -> (u64, u128, Option<(u64, u64)>) {
         let (mut total, mut sum, mut lo, mut hi) = (0u64, 0u128, u64::MAX, 0u64);
-        for (d, w) in self.each() {
+        self.for_each(|d, w| {
             total += w;
             sum += d as u128 * w as u128;
             lo = lo.min(d);
             hi = hi.max(d);
-        }
+        });
         (total, sum, (total > 0).then_some((lo, hi)))
     }
 
@@ -202,9 +208,7 @@ impl ItlSamples {
         let shift = span_bits.saturating_sub(SELECT_BITS);
         let bucket = |d: u64| ((d - lo) >> shift) as usize;
         let mut hist = vec![0u64; 1 << SELECT_BITS];
-        for (d, w) in self.each() {
-            hist[bucket(d)] += w;
-        }
+        self.for_each(|d, w| hist[bucket(d)] += w);
         // The bucket each rank falls in, and the weight below that bucket.
         let mut at = [(0usize, 0u64); K];
         let (mut b, mut below) = (0usize, 0u64);
@@ -225,12 +229,12 @@ impl ItlSamples {
                 which[b] = gathered.len() as u8;
             }
         }
-        for (d, w) in self.each() {
+        self.for_each(|d, w| {
             let g = which[bucket(d)];
             if g != 0 {
                 gathered[g as usize - 1].push((d, w));
             }
-        }
+        });
         for g in gathered.iter_mut() {
             g.sort_unstable_by_key(|s| s.0);
         }
