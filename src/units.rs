@@ -57,6 +57,12 @@ impl SimDuration {
     /// every finite `ns ≥ 0`; negative and NaN inputs give zero, huge inputs saturate.
     #[inline]
     pub fn from_nanos_f64(ns: f64) -> Self {
+        // For 0.5 ≤ ns < 2^52, ns + 0.5 is exact or rounds only within [2^k, 2^k + 0.5] when
+        // it reaches the next power of two, so truncating it rounds half up (0.5 is a multiple
+        // of ns's ulp there). Below 0.5 the sum can round up to 1, so those take the slow way.
+        if ns >= 0.5 && ns < 4_503_599_627_370_496.0 {
+            return SimDuration((ns + 0.5) as u64);
+        }
         if !(ns >= 0.0) {
             return SimDuration(0);
         }
@@ -210,7 +216,14 @@ mod tests {
             let m = (x >> 11) as f64 / (1u64 << 53) as f64;
             10f64.powf(-3.0 + 15.0 * m)
         });
-        for v in edge.into_iter().chain(random) {
+        // Halves and their neighbours at every power of two the fast path covers, and just
+        // below each power (where ns + 0.5 reaches the next binade).
+        let near = (-1..=52).flat_map(|k| {
+            let p = 2f64.powi(k);
+            let h = (p + 0.5).max(0.5);
+            [h, h.next_down(), h.next_up(), p, p.next_down(), p.next_up(), p - 0.5, (p - 0.5).next_down()]
+        });
+        for v in edge.into_iter().chain(random).chain(near) {
             assert_eq!(SimDuration::from_nanos_f64(v).0, v.round() as u64, "{v:e}");
         }
         assert_eq!(SimDuration::from_nanos_f64(2.5).0, 3);

@@ -174,18 +174,22 @@ impl Plan {
         debug_assert_eq!(self.items.len() as u32, self.last_shape.decode_seqs, "a run is decode-only");
         let b = self.items.len() as u64;
         let mut end = *self.ends.last().expect("a run has a first step");
-        let mut chunk = [SimDuration::ZERO; RUN_CHUNK as usize];
         while self.more > 0 && end <= t {
             let n = self.more.min((self.durations.len() as u32).clamp(RUN_FIRST_CHUNK, RUN_CHUNK)) as usize;
-            model.decode_run(&self.last_shape, &mut chunk[..n]);
-            for &d in &chunk[..n] {
-                let dj = fleet::scaled(d, self.slow);
+            // The model writes the chunk's durations in place (a zeroed stack buffer of a whole
+            // chunk cost more than the copy it saved: most chunks are short).
+            let first = self.durations.len();
+            self.durations.resize(first + n, SimDuration::ZERO);
+            model.decode_run(&self.last_shape, &mut self.durations[first..]);
+            for j in first..first + n {
+                let dj = fleet::scaled(self.durations[j], self.slow);
                 if end + dj > hard_end {
+                    self.durations.truncate(j);
                     self.more = 0;
                     return;
                 }
                 end += dj;
-                self.durations.push(dj);
+                self.durations[j] = dj;
                 self.ends.push(end);
             }
             self.more -= n as u32;
