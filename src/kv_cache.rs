@@ -887,24 +887,21 @@ impl KvCache {
             self.num_cached += n;
             self.held_anon_cached += n;
         }
-        for pos in seq.registered..full.min(anon_start) {
-            // (Uncomputed own hashes only occur at anonymous positions.)
-            let h = hashes.get(pos).expect("registering a position without a hash");
-            if seq.index_private && pos >= seq.chain_blocks {
-                if let Some(ahead) = hashes.get(pos + PREFETCH_AHEAD).filter(|_| pos + PREFETCH_AHEAD < full) {
-                    self.map.prefetch(ahead);
-                }
-                if let Some(ahead) = hashes.get(pos + VAL_PREFETCH_AHEAD).filter(|_| pos + VAL_PREFETCH_AHEAD < full) {
-                    self.map.prefetch_val(ahead, &self.meta);
-                }
-            }
+        // Chain positions first, then the sequence's own ones (read from its own hashes
+        // directly: most registered blocks are own blocks, and `SeqHashes::get` cost a branch
+        // per read, three reads per block).
+        let end = full.min(anon_start);
+        let split = seq.chain_blocks.clamp(seq.registered, end.max(seq.registered));
+        debug_assert_eq!(hashes.chain.len() as u32, seq.chain_blocks);
+        for pos in seq.registered..split {
+            let h = hashes.chain[pos as usize];
             // Chain-held positions are registered already, so `pos` is a private block.
             let b = seq.blocks[(pos - hold0) as usize];
             let bi = b as usize;
             if self.meta[bi].has_hash() {
                 continue; // a hit block: already cached
             }
-            if pos < seq.chain_blocks && !seq.chain_frozen && pos == hold0 + converted {
+            if !seq.chain_frozen && pos == hold0 + converted {
                 let ci = ci.expect("chain positions imply a chain");
                 let resident = self.chains[ci].resident[pos as usize];
                 if resident == NIL {
@@ -926,17 +923,30 @@ impl KvCache {
                     converted += 1;
                     continue;
                 }
-            } else if pos < seq.chain_blocks {
+            } else {
                 seq.chain_frozen = true;
             }
-            self.meta[bi].hash = h;
-            self.meta[bi].set_has_hash(true);
-            self.num_cached += 1;
-            if self.meta[bi].tag_chain == NIL && seq.index_private {
-                self.index_block(h, b);
+            self.store_hash(b, h, seq.index_private);
+        }
+        let own = hashes.own;
+        let own0 = seq.chain_blocks;
+        for pos in split.max(seq.registered)..end {
+            let i = (pos - own0) as usize;
+            // (Uncomputed own hashes only occur at anonymous positions.)
+            let h = *own.get(i).expect("registering a position without a hash");
+            if seq.index_private {
+                if let Some(&ahead) = own.get(i + PREFETCH_AHEAD as usize).filter(|_| pos + PREFETCH_AHEAD < full) {
+                    self.map.prefetch(ahead);
+                }
+                if let Some(&ahead) =
+                    own.get(i + VAL_PREFETCH_AHEAD as usize).filter(|_| pos + VAL_PREFETCH_AHEAD < full)
+                {
+                    self.map.prefetch_val(ahead, &self.meta);
+                }
             }
-            if let Some(ev) = self.events.as_mut() {
-                ev.push(KvChange::Stored(h));
+            let b = seq.blocks[(pos - hold0) as usize];
+            if !self.meta[b as usize].has_hash() {
+                self.store_hash(b, h, seq.index_private);
             }
         }
         seq.registered = full;
@@ -949,6 +959,22 @@ impl KvCache {
             st.add_hold(seq.chain_hold);
             self.num_free -= adopted_free;
             self.touch_chain(ci, seq.chain_hold);
+        }
+    }
+
+    /// A newly computed full block `b` takes hash `h`: cached, indexed when lookups can reach
+    /// it, reported to a KV-event subscriber.
+    #[inline(always)]
+    fn store_hash(&mut self, b: BlockId, h: u64, index_private: bool) {
+        let m = &mut self.meta[b as usize];
+        m.hash = h;
+        m.set_has_hash(true);
+        self.num_cached += 1;
+        if m.tag_chain == NIL && index_private {
+            self.index_block(h, b);
+        }
+        if let Some(ev) = self.events.as_mut() {
+            ev.push(KvChange::Stored(h));
         }
     }
 
