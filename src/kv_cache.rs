@@ -739,16 +739,28 @@ impl KvCache {
                 return;
             }
         }
+        // Own positions, read from the own hashes directly (see `register_range`). Shared
+        // positions left here only without a chain state: hashed like own ones.
+        let own0 = hashes.chain.len() as u32;
+        while pos < cap.min(own0) {
+            match self.map_get(hashes.chain[pos as usize]) {
+                Some(b) => out.blocks.push(b),
+                None => return,
+            }
+            pos += 1;
+        }
+        let own = hashes.own;
         while pos < cap {
-            let Some(h) = hashes.get(pos) else {
+            let i = (pos - own0) as usize;
+            let Some(&h) = own.get(i) else {
                 // Uncomputed own hashes: the first own block is a miss (see `SeqHashes`).
                 debug_assert!(!hashes.computed() && !seq.index_private);
                 break;
             };
-            if let Some(ahead) = hashes.get(pos + PREFETCH_AHEAD).filter(|_| pos + PREFETCH_AHEAD < cap) {
+            if let Some(&ahead) = own.get(i + PREFETCH_AHEAD as usize).filter(|_| pos + PREFETCH_AHEAD < cap) {
                 self.map.prefetch(ahead);
             }
-            if let Some(ahead) = hashes.get(pos + VAL_PREFETCH_AHEAD).filter(|_| pos + VAL_PREFETCH_AHEAD < cap) {
+            if let Some(&ahead) = own.get(i + VAL_PREFETCH_AHEAD as usize).filter(|_| pos + VAL_PREFETCH_AHEAD < cap) {
                 self.map.prefetch_val(ahead, &self.meta);
             }
             match self.map_get(h) {
