@@ -903,62 +903,65 @@ impl KvCache {
         // directly: most registered blocks are own blocks, and `SeqHashes::get` cost a branch
         // per read, three reads per block).
         let end = full.min(anon_start);
-        let split = seq.chain_blocks.clamp(seq.registered, end.max(seq.registered));
-        debug_assert_eq!(hashes.chain.len() as u32, seq.chain_blocks);
-        for pos in seq.registered..split {
-            let h = hashes.chain[pos as usize];
-            // Chain-held positions are registered already, so `pos` is a private block.
-            let b = seq.blocks[(pos - hold0) as usize];
-            let bi = b as usize;
-            if self.meta[bi].has_hash() {
-                continue; // a hit block: already cached
-            }
-            if !seq.chain_frozen && pos == hold0 + converted {
-                let ci = ci.expect("chain positions imply a chain");
-                let resident = self.chains[ci].resident[pos as usize];
-                if resident == NIL {
-                    self.chains[ci].resident[pos as usize] = b;
-                    self.meta[bi].tag_chain = ci as u32;
-                    self.meta[bi].set_tag_pos(pos);
-                    self.meta[bi].ref_cnt -= 1;
-                    debug_assert_eq!(self.meta[bi].ref_cnt, 0);
-                    converted += 1;
+        // (Nothing identified to register: an anonymous sequence's usual case.)
+        if seq.registered < end {
+            let split = seq.chain_blocks.min(end).max(seq.registered);
+            debug_assert_eq!(hashes.chain.len() as u32, seq.chain_blocks);
+            for pos in seq.registered..split {
+                let h = hashes.chain[pos as usize];
+                // Chain-held positions are registered already, so `pos` is a private block.
+                let b = seq.blocks[(pos - hold0) as usize];
+                let bi = b as usize;
+                if self.meta[bi].has_hash() {
+                    continue; // a hit block: already cached
+                }
+                if !seq.chain_frozen && pos == hold0 + converted {
+                    let ci = ci.expect("chain positions imply a chain");
+                    let resident = self.chains[ci].resident[pos as usize];
+                    if resident == NIL {
+                        self.chains[ci].resident[pos as usize] = b;
+                        self.meta[bi].tag_chain = ci as u32;
+                        self.meta[bi].set_tag_pos(pos);
+                        self.meta[bi].ref_cnt -= 1;
+                        debug_assert_eq!(self.meta[bi].ref_cnt, 0);
+                        converted += 1;
+                    } else {
+                        // Adopt the cached copy; release the duplicate (it holds no hash).
+                        if pos >= max_other {
+                            adopted_free += 1;
+                        }
+                        self.meta[bi].ref_cnt -= 1;
+                        if self.meta[bi].ref_cnt == 0 {
+                            self.push_private_free(b);
+                        }
+                        converted += 1;
+                        continue;
+                    }
                 } else {
-                    // Adopt the cached copy; release the duplicate (it holds no hash).
-                    if pos >= max_other {
-                        adopted_free += 1;
-                    }
-                    self.meta[bi].ref_cnt -= 1;
-                    if self.meta[bi].ref_cnt == 0 {
-                        self.push_private_free(b);
-                    }
-                    converted += 1;
-                    continue;
+                    seq.chain_frozen = true;
                 }
-            } else {
-                seq.chain_frozen = true;
-            }
-            self.store_hash(b, h, seq.index_private);
-        }
-        let own = hashes.own;
-        let own0 = seq.chain_blocks;
-        for pos in split.max(seq.registered)..end {
-            let i = (pos - own0) as usize;
-            // (Uncomputed own hashes only occur at anonymous positions.)
-            let h = *own.get(i).expect("registering a position without a hash");
-            if seq.index_private {
-                if let Some(&ahead) = own.get(i + PREFETCH_AHEAD as usize).filter(|_| pos + PREFETCH_AHEAD < full) {
-                    self.map.prefetch(ahead);
-                }
-                if let Some(&ahead) =
-                    own.get(i + VAL_PREFETCH_AHEAD as usize).filter(|_| pos + VAL_PREFETCH_AHEAD < full)
-                {
-                    self.map.prefetch_val(ahead, &self.meta);
-                }
-            }
-            let b = seq.blocks[(pos - hold0) as usize];
-            if !self.meta[b as usize].has_hash() {
                 self.store_hash(b, h, seq.index_private);
+            }
+            let own = hashes.own;
+            let own0 = seq.chain_blocks;
+            for pos in split..end {
+                let i = (pos - own0) as usize;
+                // (Uncomputed own hashes only occur at anonymous positions.)
+                let h = *own.get(i).expect("registering a position without a hash");
+                if seq.index_private {
+                    if let Some(&ahead) = own.get(i + PREFETCH_AHEAD as usize).filter(|_| pos + PREFETCH_AHEAD < full) {
+                        self.map.prefetch(ahead);
+                    }
+                    if let Some(&ahead) =
+                        own.get(i + VAL_PREFETCH_AHEAD as usize).filter(|_| pos + VAL_PREFETCH_AHEAD < full)
+                    {
+                        self.map.prefetch_val(ahead, &self.meta);
+                    }
+                }
+                let b = seq.blocks[(pos - hold0) as usize];
+                if !self.meta[b as usize].has_hash() {
+                    self.store_hash(b, h, seq.index_private);
+                }
             }
         }
         seq.registered = full;

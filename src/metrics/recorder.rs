@@ -47,6 +47,9 @@ pub struct ItlSamples {
     keep: usize,
     /// Samples radix-sorted at a time when compacting.
     chunk_len: usize,
+    /// Smallest and largest duration pushed (`lo > hi`: none yet).
+    lo: u64,
+    hi: u64,
     scratch: Vec<(u64, u64)>,
     chunk: Vec<u64>,
     scratch_chunk: Vec<u64>,
@@ -62,6 +65,21 @@ const WEIGHT_BITS: u32 = 24;
 const WEIGHT_MASK: u64 = (1 << WEIGHT_BITS) - 1;
 /// Buckets of the selection's histogram (512 KiB of counts: it stays in the L2 cache).
 const SELECT_BITS: u32 = 16;
+const SELECT_BUCKETS: usize = 1 << SELECT_BITS;
+
+/// A zeroed bucket array made on the heap (a `Box::new` of an array may build it on the
+/// stack first: 512 KiB).
+fn zeroed_buckets<T: Copy + Default>() -> Box<[T; SELECT_BUCKETS]> {
+    vec![T::default(); SELECT_BUCKETS].into_boxed_slice().try_into().unwrap_or_else(|_| unreachable!("length"))
+}
+
+/// Weights per bucket of `(duration − smallest) >> shift`, and the totals.
+struct Histogram {
+    counts: Box<[u64; SELECT_BUCKETS]>,
+    total: u64,
+    sum: u128,
+    shift: u32,
+}
 
 impl Default for ItlSamples {
     fn default() -> Self {
@@ -79,6 +97,8 @@ impl ItlSamples {
     pub fn with_limits(keep: usize, chunk: usize) -> Self {
         ItlSamples {
             chunk_len: chunk.max(1),
+            lo: u64::MAX,
+            hi: 0,
             sorted: Vec::new(),
             tail: Vec::new(),
             wide: Vec::new(),
@@ -102,6 +122,8 @@ impl ItlSamples {
             *last += weight;
             return;
         }
+        self.lo = self.lo.min(duration_ns);
+        self.hi = self.hi.max(duration_ns);
         if duration_ns >> (64 - WEIGHT_BITS) == 0 && weight <= WEIGHT_MASK {
             self.tail.push(duration_ns << WEIGHT_BITS | weight);
         } else {
@@ -183,37 +205,54 @@ impl ItlSamples {
         total
     }
 
-    /// Σ weight, Σ duration × weight, and the smallest and largest duration (`None` when there
-    /// are no samples).
-    pub fn totals(&self) -> (u64, u128, Option<(u64, u64)>) {
-        let (mut total, mut sum, mut lo, mut hi) = (0u64, 0u128, u64::MAX, 0u64);
-        self.for_each(|d, w| {
-            total += w;
-            sum += d as u128 * w as u128;
-            lo = lo.min(d);
-            hi = hi.max(d);
-        });
-        (total, sum, (total > 0).then_some((lo, hi)))
+    /// Smallest and largest duration pushed (`None` when there are none).
+    pub fn range(&self) -> Option<(u64, u64)> {
+        (self.lo <= self.hi).then_some((self.lo, self.hi))
+    }
+
+    /// Σ weight, Σ duration × weight, the duration range and the weighted nearest-rank
+    /// percentiles `pcts` (as [`crate::metrics::summary::weighted_percentile`] of
+    /// [`Self::sorted`] gives them); `None` when there are no samples.
+    pub fn percentiles<const K: usize>(&self, pcts: [f64; K]) -> Option<(u64, u128, (u64, u64), [u64; K])> {
+        let range = self.range()?;
+        let h = self.histogram(range);
+        let ranks = pcts.map(|p| super::summary::nearest_rank(p, h.total));
+        Some((h.total, h.sum, range, self.select(&h, range.0, ranks)))
     }
 
     /// For each weighted rank `r` (1-based, ascending, each at most the total weight), the
     /// smallest duration whose cumulative weight reaches `r`: what a scan of [`Self::sorted`]
-    /// would give, without sorting. One pass builds a histogram of weights over
-    /// [`SELECT_BITS`]-bit buckets of the duration range, a second gathers the samples of the
-    /// (at most `K`) buckets the ranks fall in, and only those are sorted. `range` is the
-    /// smallest and largest duration ([`Self::totals`]).
-    pub fn durations_at_ranks<const K: usize>(&self, ranks: [u64; K], range: (u64, u64)) -> [u64; K] {
-        let (lo, hi) = range;
+    /// would give, without sorting.
+    pub fn durations_at_ranks<const K: usize>(&self, ranks: [u64; K]) -> [u64; K] {
+        let range = self.range().expect("ranks of an empty population");
+        self.select(&self.histogram(range), range.0, ranks)
+    }
+
+    /// One pass: weights over [`SELECT_BITS`]-bit buckets of the duration range, and the
+    /// totals.
+    fn histogram(&self, (lo, hi): (u64, u64)) -> Histogram {
         let span_bits = 64 - (hi - lo).leading_zeros();
         let shift = span_bits.saturating_sub(SELECT_BITS);
-        let bucket = |d: u64| ((d - lo) >> shift) as usize;
-        let mut hist = vec![0u64; 1 << SELECT_BITS];
-        self.for_each(|d, w| hist[bucket(d)] += w);
+        let mut h = Histogram { counts: zeroed_buckets(), total: 0, sum: 0, shift };
+        self.for_each(|d, w| {
+            h.counts[((d - lo) >> shift) as usize & (SELECT_BUCKETS - 1)] += w;
+            h.total += w;
+            h.sum += d as u128 * w as u128;
+        });
+        h
+    }
+
+    /// A second pass gathers the samples of the (at most `K`) buckets the ranks fall in, and
+    /// only those are sorted.
+    fn select<const K: usize>(&self, h: &Histogram, lo: u64, ranks: [u64; K]) -> [u64; K] {
+        let bucket = |d: u64| ((d - lo) >> h.shift) as usize & (SELECT_BUCKETS - 1);
+        let hist = &h.counts;
         // The bucket each rank falls in, and the weight below that bucket.
         let mut at = [(0usize, 0u64); K];
         let (mut b, mut below) = (0usize, 0u64);
         for (k, &r) in ranks.iter().enumerate() {
             debug_assert!(k == 0 || ranks[k - 1] <= r, "ranks ascend");
+            debug_assert!(r <= h.total, "rank {r} beyond the total weight {}", h.total);
             while below + hist[b] < r {
                 below += hist[b];
                 b += 1;
@@ -221,7 +260,7 @@ impl ItlSamples {
             at[k] = (b, below);
         }
         // Gather the samples of those buckets (slot 0 of `which`: not wanted).
-        let mut which = vec![0u8; 1 << SELECT_BITS];
+        let mut which: Box<[u8; SELECT_BUCKETS]> = zeroed_buckets();
         let mut gathered: Vec<Vec<(u64, u64)>> = Vec::new();
         for &(b, _) in &at {
             if which[b] == 0 {

@@ -123,18 +123,16 @@ impl Stats {
     /// From pooled ITL samples, by selection (equal to [`Stats::from_weighted_ns`] of
     /// their sorted pairs).
     pub fn from_itl(samples: &ItlSamples) -> Stats {
-        let (total, sum, range) = samples.totals();
-        let Some(range) = range else {
+        let Some((total, sum, (_, max), [p50, p90, p99])) = samples.percentiles([50.0, 90.0, 99.0]) else {
             return Stats::default();
         };
         let secs = |ns: u64| ns as f64 / NANOS_PER_SEC as f64;
-        let [p50, p90, p99] = samples.durations_at_ranks([50.0, 90.0, 99.0].map(|p| nearest_rank(p, total)), range);
         Stats {
             mean: Some(sum as f64 / total as f64 / NANOS_PER_SEC as f64),
             p50: Some(secs(p50)),
             p90: Some(secs(p90)),
             p99: Some(secs(p99)),
-            max: Some(secs(range.1)),
+            max: Some(secs(max)),
             count: total,
         }
     }
