@@ -59,20 +59,16 @@ impl SimDuration {
     pub fn from_nanos_f64(ns: f64) -> Self {
         // For 0.5 ≤ ns < 2^52, ns + 0.5 is exact or rounds only within [2^k, 2^k + 0.5] when
         // it reaches the next power of two, so truncating it rounds half up (0.5 is a multiple
-        // of ns's ulp there). Below 0.5 the sum can round up to 1, so those take the slow way.
-        if ns >= 0.5 && ns < 4_503_599_627_370_496.0 {
+        // of ns's ulp there). Below 0.5 the sum can round up to 1, so those are zero by hand.
+        if (0.5..4_503_599_627_370_496.0).contains(&ns) {
             return SimDuration((ns + 0.5) as u64);
-        }
-        if !(ns >= 0.0) {
-            return SimDuration(0);
         }
         if ns >= 4_503_599_627_370_496.0 {
             // ≥ 2^52: already an integer; `as` saturates above u64::MAX.
             return SimDuration(ns as u64);
         }
-        let t = ns as u64;
-        // Below 2^52 both `t as f64` and the fraction `ns - t` are exact.
-        SimDuration(if ns - t as f64 >= 0.5 { t + 1 } else { t })
+        // Below 0.5 (rounds to 0), negative or NaN.
+        SimDuration(0)
     }
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / NANOS_PER_SEC as f64

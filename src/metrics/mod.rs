@@ -23,7 +23,7 @@ pub use export::{
     render_summary_json, render_text, render_timeseries, render_timeseries_csv, write_atomic, write_outputs,
 };
 pub use record::{Outcome, RecordError, RequestRecord};
-pub use recorder::{ItlSamples, Recorder, ReplicaSteps, TickRow};
+pub use recorder::{ItlPercentiles, ItlSamples, Recorder, ReplicaSteps, TickRow};
 pub use summary::{
     GpuHours, GpuSeconds, PriceInfo, ReplicaSummary, ReplicaTotals, RequestCounts, RunMeta, RunTotals, SkuHours,
     SloCheck, SloPopulation, SloReport, Stats, Summary, Throughput, evaluate_records_slo, evaluate_slo, percentile,

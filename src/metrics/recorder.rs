@@ -67,6 +67,19 @@ const WEIGHT_MASK: u64 = (1 << WEIGHT_BITS) - 1;
 const SELECT_BITS: u32 = 16;
 const SELECT_BUCKETS: usize = 1 << SELECT_BITS;
 
+/// What [`ItlSamples::percentiles`] finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ItlPercentiles<const K: usize> {
+    /// Σ weight (number of gaps).
+    pub count: u64,
+    /// Σ duration × weight, ns.
+    pub sum_ns: u128,
+    /// Smallest and largest duration, ns.
+    pub range: (u64, u64),
+    /// The duration at each requested percentile, ns.
+    pub at: [u64; K],
+}
+
 /// A zeroed bucket array made on the heap (a `Box::new` of an array may build it on the
 /// stack first: 512 KiB).
 fn zeroed_buckets<T: Copy + Default>() -> Box<[T; SELECT_BUCKETS]> {
@@ -210,14 +223,14 @@ impl ItlSamples {
         (self.lo <= self.hi).then_some((self.lo, self.hi))
     }
 
-    /// Σ weight, Σ duration × weight, the duration range and the weighted nearest-rank
-    /// percentiles `pcts` (as [`crate::metrics::summary::weighted_percentile`] of
-    /// [`Self::sorted`] gives them); `None` when there are no samples.
-    pub fn percentiles<const K: usize>(&self, pcts: [f64; K]) -> Option<(u64, u128, (u64, u64), [u64; K])> {
+    /// The totals, range and weighted nearest-rank percentiles `pcts` (as
+    /// [`crate::metrics::summary::weighted_percentile`] of [`Self::sorted`] gives them); `None`
+    /// when there are no samples.
+    pub fn percentiles<const K: usize>(&self, pcts: [f64; K]) -> Option<ItlPercentiles<K>> {
         let range = self.range()?;
         let h = self.histogram(range);
         let ranks = pcts.map(|p| super::summary::nearest_rank(p, h.total));
-        Some((h.total, h.sum, range, self.select(&h, range.0, ranks)))
+        Some(ItlPercentiles { count: h.total, sum_ns: h.sum, range, at: self.select(&h, range.0, ranks) })
     }
 
     /// For each weighted rank `r` (1-based, ascending, each at most the total weight), the

@@ -123,17 +123,18 @@ impl Stats {
     /// From pooled ITL samples, by selection (equal to [`Stats::from_weighted_ns`] of
     /// their sorted pairs).
     pub fn from_itl(samples: &ItlSamples) -> Stats {
-        let Some((total, sum, (_, max), [p50, p90, p99])) = samples.percentiles([50.0, 90.0, 99.0]) else {
+        let Some(q) = samples.percentiles([50.0, 90.0, 99.0]) else {
             return Stats::default();
         };
         let secs = |ns: u64| ns as f64 / NANOS_PER_SEC as f64;
+        let [p50, p90, p99] = q.at;
         Stats {
-            mean: Some(sum as f64 / total as f64 / NANOS_PER_SEC as f64),
+            mean: Some(q.sum_ns as f64 / q.count as f64 / NANOS_PER_SEC as f64),
             p50: Some(secs(p50)),
             p90: Some(secs(p90)),
             p99: Some(secs(p99)),
-            max: Some(secs(max)),
-            count: total,
+            max: Some(secs(q.range.1)),
+            count: q.count,
         }
     }
 
