@@ -757,12 +757,7 @@ impl KvCache {
                 debug_assert!(!hashes.computed() && !seq.index_private);
                 break;
             };
-            if let Some(&ahead) = own.get(i + PREFETCH_AHEAD as usize).filter(|_| pos + PREFETCH_AHEAD < cap) {
-                self.map.prefetch(ahead);
-            }
-            if let Some(&ahead) = own.get(i + VAL_PREFETCH_AHEAD as usize).filter(|_| pos + VAL_PREFETCH_AHEAD < cap) {
-                self.map.prefetch_val(ahead, &self.meta);
-            }
+            self.prefetch_ahead(own, i, pos, cap);
             match self.map_get(h) {
                 Some(b) => out.blocks.push(b),
                 None => break,
@@ -949,14 +944,7 @@ impl KvCache {
                 // (Uncomputed own hashes only occur at anonymous positions.)
                 let h = *own.get(i).expect("registering a position without a hash");
                 if seq.index_private {
-                    if let Some(&ahead) = own.get(i + PREFETCH_AHEAD as usize).filter(|_| pos + PREFETCH_AHEAD < full) {
-                        self.map.prefetch(ahead);
-                    }
-                    if let Some(&ahead) =
-                        own.get(i + VAL_PREFETCH_AHEAD as usize).filter(|_| pos + VAL_PREFETCH_AHEAD < full)
-                    {
-                        self.map.prefetch_val(ahead, &self.meta);
-                    }
+                    self.prefetch_ahead(own, i, pos, full);
                 }
                 let b = seq.blocks[(pos - hold0) as usize];
                 if !self.meta[b as usize].has_hash() {
@@ -974,6 +962,18 @@ impl KvCache {
             st.add_hold(seq.chain_hold);
             self.num_free -= adopted_free;
             self.touch_chain(ci, seq.chain_hold);
+        }
+    }
+
+    /// Prefetches the index slots that the own hashes a few positions past `pos` (own index
+    /// `i`) will probe, and the block records they name, for positions below `limit`.
+    #[inline(always)]
+    fn prefetch_ahead(&self, own: &[u64], i: usize, pos: u32, limit: u32) {
+        if let Some(&ahead) = own.get(i + PREFETCH_AHEAD as usize).filter(|_| pos + PREFETCH_AHEAD < limit) {
+            self.map.prefetch(ahead);
+        }
+        if let Some(&ahead) = own.get(i + VAL_PREFETCH_AHEAD as usize).filter(|_| pos + VAL_PREFETCH_AHEAD < limit) {
+            self.map.prefetch_val(ahead, &self.meta);
         }
     }
 

@@ -30,7 +30,7 @@ pub struct ReplicaSteps {
 ///
 /// Pushing is O(1): a sample is packed into one word (duration above [`WEIGHT_BITS`] bits of
 /// weight) and appended; a day has one per engine step. The statistics come from the unsorted
-/// samples by selection ([`ItlSamples::stats_parts`]): three linear passes, where sorting them
+/// samples by selection ([`ItlSamples::percentiles`]): two linear passes, where sorting them
 /// had been ~11 % of the coding-assistant day's instructions. Only past [`ITL_KEEP`] unsorted
 /// samples (128 MiB) are they radix-sorted, in chunks of [`ITL_CHUNK`], and merged into a
 /// sorted part with equal durations summed, so memory stays bounded for runs of any length
